@@ -1,0 +1,21 @@
+"""Shared fixtures: a data directory per test, and the real local MediaWiki servers."""
+import luigi.configuration
+import pytest
+
+pytest_plugins = ["tests.support.wiki_fixtures"]
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """Point [wikiluigi] data_dir at a fresh folder for one test, as a user's luigi.cfg would."""
+    config = luigi.configuration.get_config()
+    had = config.has_option("wikiluigi", "data_dir")
+    old = config.get("wikiluigi", "data_dir", None)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    config.set("wikiluigi", "data_dir", str(folder))
+    yield folder
+    if had:
+        config.set("wikiluigi", "data_dir", old)
+    else:
+        config.remove_option("wikiluigi", "data_dir")

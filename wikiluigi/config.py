@@ -1,0 +1,45 @@
+"""Settings, one luigi.Config class per luigi.cfg section; the package's defaults load under the user's."""
+from pathlib import Path
+
+import luigi
+from luigi.configuration import LuigiConfigParser
+
+DEFAULTS = Path(__file__).resolve().parent / "luigi.cfg"
+
+
+def load_package_defaults() -> None:
+    """Put the shipped luigi.cfg first in Luigi's list, so every other luigi.cfg overrides it.
+
+    Luigi reads /etc/luigi/luigi.cfg, ./luigi.cfg and $LUIGI_CONFIG_PATH, later ones winning; ours goes
+    before all of them, so `[retcode]` and the rest hold from any working directory.
+    """
+    paths = LuigiConfigParser._config_paths
+    if str(DEFAULTS) not in paths:
+        paths.insert(0, str(DEFAULTS))
+        LuigiConfigParser.reload()
+
+
+class wikiluigi(luigi.Config):
+    data_dir = luigi.Parameter(default=".", description="Folder holding manifests/, raw/, processed/, out/ and .cache/.")
+
+
+class http(luigi.Config):
+    user_agent = luigi.Parameter(
+        default="wikiluigi/0.1 (https://github.com/wikiluigi/wikiluigi; set [http] user_agent to name your contact)",
+        description="User-Agent sent to every wiki; public wikis ask for a contact address in it.",
+    )
+    timeout = luigi.FloatParameter(default=60.0, description="Seconds to wait for a response.")
+    retries = luigi.IntParameter(default=6, description="Retries on connection errors, timeouts, 5xx, 429 and maxlag.")
+    backoff = luigi.FloatParameter(default=1.0, description="First retry delay in seconds; it doubles each time.")
+    max_backoff = luigi.FloatParameter(default=120.0, description="Longest wait between two tries, Retry-After included.")
+    maxlag = luigi.IntParameter(default=5, description="maxlag sent with every request (0 to leave it out).")
+    cache = luigi.BoolParameter(default=True, description="Keep responses in an SQLite cache under .cache/ of the data directory.")
+    titles_per_request = luigi.IntParameter(default=50, description="Titles per content request; 50 is the API's limit for anonymous users.")
+
+
+class fetch(luigi.Config):
+    chunk_size = luigi.IntParameter(default=200, description="Pages per FetchPages/ProcessPages task.")
+
+
+class pandoc(luigi.Config):
+    timeout = luigi.FloatParameter(default=600.0, description="Seconds one pandoc process may take for a chunk.")

@@ -1,0 +1,100 @@
+"""Where a manifest's pages come from, a live API or an XML dump, behind one interface for derive and fetch."""
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from wikiluigi import dump, paths
+from wikiluigi.mediawiki import MediaWiki, Revision, Settings
+
+MAX_REDIRECT_HOPS = 10
+
+
+@contextmanager
+def open_source(source: dict):
+    """`source` is a manifest's {"api": url} or {"dump": path}, as the derived manifest records it."""
+    if "api" in source:
+        wiki = MediaWiki(source["api"], Settings.from_config(cache_path=paths.http_cache()))
+        try:
+            yield wiki
+        finally:
+            wiki.close()
+    else:
+        yield DumpSource(Path(source["dump"]))
+
+
+def canonical_title(title: str) -> str:
+    """MediaWiki's spelling of a title: underscores are spaces, no fragment, first letter upper case."""
+    title = title.replace("_", " ").split("#", 1)[0].strip()
+    if ":" in title:
+        prefix, rest = title.split(":", 1)
+        rest = rest.strip()
+        return f"{prefix.strip()}:{rest[:1].upper()}{rest[1:]}"
+    return title[:1].upper() + title[1:]
+
+
+def _category_key(category: str) -> str:
+    """A category's name without its namespace prefix, which dumps may localise ('Kategorie:X')."""
+    return canonical_title(category.split(":", 1)[-1])
+
+
+class DumpSource:
+    """An XML export read like an API: categories come from the pages' own category links."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._index: tuple[dict, dict, dict] | None = None
+
+    @property
+    def host(self) -> str:
+        site = dump.read_siteinfo(self.path)
+        return site.host or self.path.name.split(".")[0]
+
+    def _build_index(self):
+        """One streaming pass: namespaces, redirects and category members of every page."""
+        if self._index is None:
+            site = dump.read_siteinfo(self.path)
+            names = {"Category", site.namespaces.get(14, "Category")}
+            namespace_of: dict[str, int] = {}
+            redirects: dict[str, str] = {}
+            members: dict[str, list[tuple[str, int]]] = defaultdict(list)
+            for page in dump.iter_pages(self.path):
+                namespace_of[page.title] = page.ns
+                if page.redirect_target:
+                    redirects[page.title] = canonical_title(page.redirect_target)
+                for category in dump.category_links(page.text, names):
+                    members[_category_key(category)].append((page.title, page.ns))
+            self._index = namespace_of, redirects, members
+        return self._index
+
+    def category_members(self, category: str) -> Iterator[tuple[str, int]]:
+        _, _, members = self._build_index()
+        yield from members.get(_category_key(category), [])
+
+    def resolve(self, titles: Iterable[str]) -> dict[str, tuple[str, int] | None]:
+        namespace_of, redirects, _ = self._build_index()
+        resolved = {}
+        for title in titles:
+            final = canonical_title(title)
+            for _ in range(MAX_REDIRECT_HOPS):
+                if final not in redirects:
+                    break
+                final = redirects[final]
+            resolved[title] = (final, namespace_of[final]) if final in namespace_of and final not in redirects else None
+        return resolved
+
+    def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
+        wanted = set(titles)
+        found = {page.title: page for page in dump.iter_pages(self.path, titles=wanted)}
+        for title in titles:
+            page = found.get(title)
+            if page is None:
+                yield title, f"the page is not in {self.path.name}"
+            else:
+                yield title, Revision(title=title, text=page.text, revision_id=page.revision_id,
+                                      timestamp=page.timestamp)
+
+
+def host_of(manifest) -> str:
+    """The folder name of a manifest's wiki: its `host` key, the api's host, or the dump's site."""
+    return manifest.host or DumpSource(manifest.dump).host

@@ -1,0 +1,79 @@
+"""The end-of-run summary of a manifest: pages listed, fetched, converted and failed, counted on disk."""
+import time
+from dataclasses import dataclass
+
+from wikiluigi import derived, pagefiles, paths
+from wikiluigi.errors import PagesFailedError
+
+# The luigi command imports wikiluigi as it starts: time since then is the run's time so far.
+STARTED = time.monotonic()
+
+STAGES = {"fetch": (paths.raw_dir, ".mediawiki"), "convert": (paths.processed_dir, ".md")}
+
+
+@dataclass
+class Summary:
+    manifest: str
+    listed: int
+    fetched: int
+    converted: int
+    failures: list[dict]
+    seconds: float
+
+    def render(self) -> str:
+        lines = [
+            f"wikiluigi summary for manifest {self.manifest!r}:",
+            f"  pages listed    {self.listed}",
+            f"  fetched         {self.fetched}",
+            f"  converted       {self.converted}",
+            f"  failed          {len(self.failures)}",
+            f"  time taken      {self.seconds:.1f} s",
+        ]
+        if self.failures:
+            lines.append(f"  failures file   {paths.failures_report(self.manifest)}")
+            for record in self.failures[:10]:
+                lines.append(f"    {record['title']} ({record['stage']}): {record['reason']}")
+            if len(self.failures) > 10:
+                lines.append(f"    ... and {len(self.failures) - 10} more")
+        return "\n".join(lines)
+
+
+def failed(manifest: str, stage: str) -> list[dict]:
+    meta = derived.load(manifest)
+    stage_dir, _ = STAGES[stage]
+    return pagefiles.failures(stage_dir(meta.host), meta.titles)
+
+
+def count(manifest: str, stage: str) -> int:
+    meta = derived.load(manifest)
+    stage_dir, suffix = STAGES[stage]
+    return len(meta.titles) - len(pagefiles.todo(stage_dir(meta.host), suffix, meta.titles, failed_count_as_done=False))
+
+
+def collect(manifest: str, stages=("fetch", "convert")) -> Summary:
+    meta = derived.load(manifest)
+    failures = [record for stage in stages for record in failed(manifest, stage)]
+    # A page that failed to fetch is recorded again by convert: keep its first reason only.
+    seen: set[str] = set()
+    unique = [r for r in failures if not (r["title"] in seen or seen.add(r["title"]))]
+    return Summary(
+        manifest=manifest, listed=len(meta.titles), fetched=count(manifest, "fetch"),
+        converted=count(manifest, "convert") if "convert" in stages else 0,
+        failures=unique, seconds=time.monotonic() - STARTED,
+    )
+
+
+def finish(manifest: str, stages=("fetch", "convert")) -> Summary:
+    """Write and print the summary; raise when pages failed, so the run's exit code says so."""
+    result = collect(manifest, stages)
+    text = result.render()
+    pagefiles.write_atomic(paths.report(manifest), text + "\n")
+    rows = "".join(f"{r['title']}\t{r['stage']}\t{r['reason']}\n" for r in result.failures)
+    pagefiles.write_atomic(paths.failures_report(manifest), "title\tstage\treason\n" + rows)
+    print(text, flush=True)
+    if result.failures:
+        raise PagesFailedError(
+            f"{len(result.failures)} of {result.listed} pages of {manifest!r} failed; the others are done. "
+            f"Reasons in {paths.failures_report(manifest)}. Fix or exclude them and run again."
+        )
+    return result

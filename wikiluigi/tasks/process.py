@@ -1,0 +1,84 @@
+"""The convert stage as Luigi tasks: ProcessPages (a chunk), ProcessPage (one), Convert and Wikipedia (all)."""
+import luigi
+
+from wikiluigi import derived, pagefiles, paths, summary
+from wikiluigi.errors import WikiluigiError
+from wikiluigi.process import pages_to_process, process_pages
+from wikiluigi.sources import host_of
+from wikiluigi.tasks.base import ManifestTask
+from wikiluigi.tasks.scrape import ChunkTask, DeriveManifest, FetchPage, FetchPages
+
+
+def convert_options(manifest):
+    from wikiluigi.convert import ConvertOptions
+    return ConvertOptions.from_manifest(manifest)
+
+
+class ProcessPages(ChunkTask):
+    """Convert a chunk's pages to Markdown with one pandoc process; only pages without Markdown are done."""
+
+    def requires(self):
+        return FetchPages(manifest=self.manifest, chunk=self.chunk)
+
+    def todo(self):
+        return pages_to_process(derived.load(self.manifest).host, self.titles())
+
+    def run(self):
+        host = derived.load(self.manifest).host
+        result = process_pages(host, self.titles(), convert_options(self.load_manifest()),
+                               progress=lambda done, total: self.report(
+                                   done, total, f"converted {done} of {total} pages of chunk {self.chunk}"))
+        self.report(1, 1, f"chunk {self.chunk}: {result.converted} converted, {len(result.failed)} failed")
+        self.check_done()
+
+
+class ProcessPage(ManifestTask):
+    """Convert one page: `luigi --module wikiluigi ProcessPage --manifest X --title "Y"`; fetches it first
+    when its raw file is missing, and touches no other page."""
+
+    title = luigi.Parameter(description="The page title as the wiki spells it.")
+
+    def requires(self):
+        return FetchPage(manifest=self.manifest, title=self.title)
+
+    def output(self):
+        return luigi.LocalTarget(paths.processed_page(host_of(self.load_manifest()), self.title))
+
+    def run(self):
+        manifest = self.load_manifest()
+        host = host_of(manifest)
+        pagefiles.clear_failure(paths.processed_dir(host), self.title)  # asked for by name: try again
+        result = process_pages(host, [self.title], convert_options(manifest))
+        if result.failed:
+            raise WikiluigiError(f"{manifest.name}: {self.title!r} could not be converted: {result.failed[self.title]}")
+
+
+class Convert(ManifestTask):
+    """Every page of a manifest fetched and converted (failed pages recorded); what TrainingSet needs."""
+
+    def requires(self):
+        return DeriveManifest(manifest=self.manifest)
+
+    def complete(self):
+        if not paths.derived_manifest(self.manifest).exists():
+            return False
+        meta = derived.load(self.manifest)
+        return not pages_to_process(meta.host, list(meta.titles))
+
+    def run(self):
+        meta = derived.load(self.manifest)
+        yield [ProcessPages(manifest=self.manifest, chunk=i) for i in range(meta.chunk_count)]
+
+
+class Wikipedia(ManifestTask):
+    """Everything of one manifest, raw and processed, then the summary:
+    `luigi --module wikiluigi Wikipedia --manifest startrek`. Fails (exit code) while pages have failed."""
+
+    def requires(self):
+        return Convert(manifest=self.manifest)
+
+    def complete(self):
+        return self.requires().complete() and not summary.failed(self.manifest, "convert")
+
+    def run(self):
+        summary.finish(self.manifest)

@@ -1,0 +1,131 @@
+"""The fetch stage as Luigi tasks: DeriveManifest, FetchPages (a chunk), FetchPage (one) and Scrape (all)."""
+import re
+
+import luigi
+
+from wikiluigi import derived, paths, summary
+from wikiluigi.config import fetch as fetch_config
+from wikiluigi.derive import resolve_manifest
+from wikiluigi.errors import WikiluigiError
+from wikiluigi.fetch import fetch_pages, pages_to_fetch
+from wikiluigi.manifest import source_of
+from wikiluigi.sources import host_of, open_source
+from wikiluigi.tasks.base import ManifestTask
+
+
+def api_resource(manifest) -> dict:
+    """One Luigi resource per wiki host, so `[resources] wiki_api_<host>=N` caps parallel requests to it.
+    A resource missing from [resources] counts as 1: serial requests, polite by default."""
+    if not manifest.api:
+        return {}
+    return {"wiki_api_" + re.sub(r"[^A-Za-z0-9]", "_", host_of(manifest)): 1}
+
+
+class DeriveManifest(ManifestTask):
+    """Walk the manifest's categories and write every page title it resolves to."""
+
+    def output(self):
+        return luigi.LocalTarget(paths.derived_manifest(self.manifest))
+
+    @property
+    def resources(self):
+        return api_resource(self.load_manifest())
+
+    def run(self):
+        manifest = self.load_manifest()
+        with open_source(source_of(manifest)) as source:
+            resolution = resolve_manifest(
+                source, manifest,
+                progress=lambda done, known, category: self.report(
+                    done, known, f"walking categories: {done} of {known} known, now {category}"),
+            )
+        result = derived.Derived(
+            name=self.manifest, host=host_of(manifest), source=source_of(manifest),
+            titles=tuple(resolution.titles), chunk_size=fetch_config().chunk_size, counts=resolution.counts,
+        )
+        derived.write(paths.derived_manifest(self.manifest), result, resolution.categories, resolution.warnings)
+        self.report(1, 1, f"{len(resolution.titles)} pages in {result.chunk_count} chunks")
+
+
+class ChunkTask(ManifestTask):
+    """A task over one chunk of a derived manifest's titles; complete when none of them is left to do."""
+
+    chunk = luigi.IntParameter(description="Chunk number, from 0, of the derived manifest's sorted titles.")
+
+    def titles(self) -> list[str]:
+        return list(derived.load(self.manifest).chunk(self.chunk))
+
+    def todo(self) -> list[str]:
+        raise NotImplementedError
+
+    def complete(self):
+        if not paths.derived_manifest(self.manifest).exists():
+            return False
+        return not self.todo()
+
+    def check_done(self) -> None:
+        """Luigi checks outputs after run(); a chunk has none, so it checks itself."""
+        left = self.todo()
+        if left:
+            raise WikiluigiError(f"{self}: {len(left)} pages were not written, e.g. {left[0]!r}.")
+
+
+class FetchPages(ChunkTask):
+    """Fetch a chunk's pages, 50 titles a request; only pages missing on disk are asked for."""
+
+    def requires(self):
+        return DeriveManifest(manifest=self.manifest)
+
+    @property
+    def resources(self):
+        return api_resource(self.load_manifest())
+
+    def todo(self):
+        return pages_to_fetch(derived.load(self.manifest).host, self.titles())
+
+    def run(self):
+        meta = derived.load(self.manifest)
+        titles = self.titles()
+        with open_source(meta.source) as source:
+            result = fetch_pages(source, meta.host, titles, progress=lambda done, total: self.report(
+                done, total, f"fetched {done} of {total} pages of chunk {self.chunk}"))
+        self.report(1, 1, f"chunk {self.chunk}: {result.fetched} fetched, {len(result.failed)} failed")
+        self.check_done()
+
+
+class FetchPage(ManifestTask):
+    """Fetch one page by title: `luigi --module wikiluigi FetchPage --manifest X --title "Y"`."""
+
+    title = luigi.Parameter(description="The page title as the wiki spells it.")
+
+    @property
+    def resources(self):
+        return api_resource(self.load_manifest())
+
+    def output(self):
+        return luigi.LocalTarget(paths.raw_page(host_of(self.load_manifest()), self.title))
+
+    def run(self):
+        manifest = self.load_manifest()
+        with open_source(source_of(manifest)) as source:
+            result = fetch_pages(source, host_of(manifest), [self.title])
+        if result.failed:
+            raise WikiluigiError(f"{manifest.name}: {self.title!r} could not be fetched: {result.failed[self.title]}")
+
+
+class Scrape(ManifestTask):
+    """The whole fetch stage of one manifest: `luigi --module wikiluigi Scrape --manifest X`."""
+
+    def requires(self):
+        return DeriveManifest(manifest=self.manifest)
+
+    def complete(self):
+        if not paths.derived_manifest(self.manifest).exists():
+            return False
+        meta = derived.load(self.manifest)
+        return not pages_to_fetch(meta.host, list(meta.titles)) and not summary.failed(self.manifest, "fetch")
+
+    def run(self):
+        meta = derived.load(self.manifest)
+        yield [FetchPages(manifest=self.manifest, chunk=i) for i in range(meta.chunk_count)]
+        summary.finish(self.manifest, stages=("fetch",))
