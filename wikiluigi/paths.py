@@ -13,7 +13,7 @@ _HASH_MARK = "%~"
 
 
 def data_dir() -> Path:
-    return Path(config.wikiluigi().data_dir).expanduser()
+    return Path(config.wikiluigi().data_dir).expanduser().absolute()
 
 
 def title_to_stem(title: str) -> str:

@@ -1,9 +1,11 @@
 """What every wikiluigi task shares: progress reports to the scheduler and the manifest parameter."""
+import sys
 import time
 
 import luigi
 
 from wikiluigi import manifest as manifests
+from wikiluigi.errors import WikiluigiError
 
 
 class Reporting(luigi.Task):
@@ -26,3 +28,17 @@ class ManifestTask(Reporting):
 
     def load_manifest(self):
         return manifests.load(self.manifest)
+
+    def on_failure(self, exception):
+        """What luigid shows for a failed task: our errors speak for themselves, without a traceback."""
+        if isinstance(exception, WikiluigiError):
+            return str(exception)
+        return super().on_failure(exception)
+
+
+@luigi.Task.event_handler(luigi.Event.FAILURE)
+@luigi.Task.event_handler(luigi.Event.BROKEN_TASK)
+def say_what_went_wrong(task, exception):
+    """Luigi logs a traceback; our own errors also get one plain line that says what to do."""
+    if isinstance(exception, WikiluigiError):
+        print(f"wikiluigi: {task.task_family} failed: {exception}", file=sys.stderr, flush=True)

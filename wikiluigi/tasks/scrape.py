@@ -8,14 +8,18 @@ from wikiluigi.config import fetch as fetch_config
 from wikiluigi.derive import resolve_manifest
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.fetch import fetch_pages, pages_to_fetch
-from wikiluigi.manifest import source_of
+from wikiluigi.manifest import load as load_manifest, source_of
 from wikiluigi.sources import host_of, open_source
 from wikiluigi.tasks.base import ManifestTask
 
 
-def api_resource(manifest) -> dict:
+def api_resource(name: str) -> dict:
     """One Luigi resource per wiki host, so `[resources] wiki_api_<host>=N` caps parallel requests to it.
     A resource missing from [resources] counts as 1: serial requests, polite by default."""
+    try:
+        manifest = load_manifest(name)
+    except WikiluigiError:
+        return {}  # the task itself then fails with the manifest's error, not the scheduling
     if not manifest.api:
         return {}
     return {"wiki_api_" + re.sub(r"[^A-Za-z0-9]", "_", host_of(manifest)): 1}
@@ -29,7 +33,7 @@ class DeriveManifest(ManifestTask):
 
     @property
     def resources(self):
-        return api_resource(self.load_manifest())
+        return api_resource(self.manifest)
 
     def run(self):
         manifest = self.load_manifest()
@@ -78,7 +82,7 @@ class FetchPages(ChunkTask):
 
     @property
     def resources(self):
-        return api_resource(self.load_manifest())
+        return api_resource(self.manifest)
 
     def todo(self):
         return pages_to_fetch(derived.load(self.manifest).host, self.titles())
@@ -100,7 +104,7 @@ class FetchPage(ManifestTask):
 
     @property
     def resources(self):
-        return api_resource(self.load_manifest())
+        return api_resource(self.manifest)
 
     def output(self):
         return luigi.LocalTarget(paths.raw_page(host_of(self.load_manifest()), self.title))

@@ -1,0 +1,186 @@
+"""The fetch stage through the real `luigi` command against a real MediaWiki loaded from the fixtures."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.luigi_cli import derived, files, make_data_dir, meta, run_luigi
+from wikiluigi.paths import title_to_stem
+
+# Every article under Category:Star Trek in startrek-dump.xml, subcategories included. The redirect
+# "Mr. Spock" is a member too and resolves to Spock; "Vulcan (planet)" sits in two categories.
+STAR_TREK_ARTICLES = sorted([
+    "Spock", "Sarek", "Tuvok", "T'Pol", "Surak", "James T. Kirk", "Leonard McCoy", "Montgomery Scott",
+    "Nyota Uhura", "Hikaru Sulu", "Jean-Luc Picard", "Kathryn Janeway", "Worf", "Kahless the Unforgettable",
+    "USS Enterprise (NCC-1701)", "USS Enterprise (NCC-1701-D)", "USS Voyager", "USS Defiant",
+    "Star Trek: The Original Series", "Star Trek: The Next Generation", "Star Trek: Voyager",
+    "Star Trek: Enterprise", "Star Trek", "Vulcan (planet)", "Starfleet", "United Federation of Planets",
+    "Warp drive",
+])
+STAR_TREK_CATEGORIES = {
+    "Category:Star Trek", "Category:Star Trek characters", "Category:Vulcans", "Category:Humans",
+    "Category:Klingons", "Category:Starships", "Category:Federation starships", "Category:Star Trek series",
+    "Category:Planets",
+}
+
+
+def trek_manifest(wiki, **extra):
+    return {"api": wiki.api_url, "include_categories": ["Category:Star Trek"], **extra}
+
+
+def raw_folder(data_dir: Path, wiki) -> Path:
+    return data_dir / "raw" / "mediawiki" / f"127.0.0.1:{wiki.port}"
+
+
+def test_scrape_fetches_the_whole_category_tree_byte_for_byte(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"trek": trek_manifest(startrek_wiki)})
+    startrek_wiki.mark_requests()
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+
+    resolved = derived(data_dir, "trek")
+    assert resolved["titles"] == STAR_TREK_ARTICLES
+    assert set(resolved["categories"]) == STAR_TREK_CATEGORIES
+    assert resolved["counts"]["pages"] == 27
+    assert resolved["counts"]["redirects_resolved"] == 1  # Mr. Spock -> Spock
+    assert resolved["counts"]["duplicates_removed"] >= 2  # Spock again, Vulcan (planet) twice
+
+    folder = raw_folder(data_dir, startrek_wiki)
+    written = files(folder, ".mediawiki")
+    assert sorted(written) == sorted(f"{title_to_stem(t)}.mediawiki" for t in STAR_TREK_ARTICLES)
+    for title in STAR_TREK_ARTICLES:
+        assert written[f"{title_to_stem(title)}.mediawiki"].decode("utf-8") == startrek_wiki.page_text(title)
+        page_meta = meta(folder, title_to_stem(title))
+        assert page_meta["title"] == title and page_meta["revision_id"] > 0 and page_meta["timestamp"]
+
+    # 27 titles need one content request: the API takes 50 titles at a time.
+    content_requests = [r for r in startrek_wiki.api_requests() if r.params.get("prop") == "revisions"]
+    assert len(content_requests) == 1 and len(content_requests[0].titles) == 27
+
+
+def test_workers_8_give_the_same_files(tmp_path, startrek_wiki):
+    one = make_data_dir(tmp_path / "one", {"trek": trek_manifest(startrek_wiki)})
+    eight = make_data_dir(tmp_path / "eight", {"trek": trek_manifest(startrek_wiki)}, config=(
+        "[fetch]\nchunk_size = 5\n[http]\nretries = 1\n"))
+    run_luigi(one, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    result = run_luigi(eight, "Scrape", "--manifest", "trek", "--local-scheduler", "--workers", "8",
+                       check_returncode=0)
+    assert "FetchPages" in result.stderr
+    assert derived(eight, "trek")["titles"] == derived(one, "trek")["titles"]
+    assert files(raw_folder(eight, startrek_wiki), ".mediawiki") == files(raw_folder(one, startrek_wiki), ".mediawiki")
+
+
+def test_deleted_raw_pages_come_back_from_the_cache_with_the_wiki_down(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"trek": trek_manifest(startrek_wiki)})
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    folder = raw_folder(data_dir, startrek_wiki)
+    before = files(folder, ".mediawiki")
+    shutil.rmtree(data_dir / "raw")
+    startrek_wiki.stop_server()
+    try:
+        run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    finally:
+        startrek_wiki.start()
+    assert files(folder, ".mediawiki") == before
+
+
+def test_deleting_one_page_refetches_that_page_only(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"trek": trek_manifest(startrek_wiki)}, config="[http]\ncache = false\n")
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    (raw_folder(data_dir, startrek_wiki) / "Worf.mediawiki").unlink()
+    startrek_wiki.mark_requests()
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    assert startrek_wiki.requested_titles() == ["Worf"]
+    assert (raw_folder(data_dir, startrek_wiki) / "Worf.mediawiki").read_text() == startrek_wiki.page_text("Worf")
+
+
+def test_max_depth_exclusions_and_single_pages(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"some": trek_manifest(
+        startrek_wiki, max_depth=1, exclude_categories=["Category:Starships"],
+        exclude_pages=["Starfleet"], include_pages=["Kirk", "Worf"])})
+    run_luigi(data_dir, "DeriveManifest", "--manifest", "some", "--local-scheduler", check_returncode=0)
+    titles = derived(data_dir, "some")["titles"]
+    # Depth 1 reaches Star Trek characters but not Vulcans; Kirk is a redirect to James T. Kirk.
+    assert titles == sorted(["Star Trek", "United Federation of Planets", "Warp drive", "Spock",
+                             "Vulcan (planet)", "James T. Kirk", "Worf"])
+
+
+def test_the_real_wikipedia_excerpt_keeps_awkward_titles(tmp_path, enwiki_wiki):
+    pages = enwiki_wiki.page_titles(namespace=0)
+    some = [t for t in pages if any(c in t for c in "/&%+")][:5] + pages[:20]
+    data_dir = make_data_dir(tmp_path, {"enwiki": {"api": enwiki_wiki.api_url, "include_pages": some}})
+    run_luigi(data_dir, "Scrape", "--manifest", "enwiki", "--local-scheduler", check_returncode=0)
+    resolved = derived(data_dir, "enwiki")["titles"]
+    folder = data_dir / "raw" / "mediawiki" / f"127.0.0.1:{enwiki_wiki.port}"
+    for title in resolved:
+        assert (folder / f"{title_to_stem(title)}.mediawiki").read_text(encoding="utf-8") == enwiki_wiki.page_text(title)
+    assert len(resolved) == len({enwiki_wiki.api(titles=t, redirects=1)["query"]["pages"][0]["title"] for t in some})
+
+
+# Bad input: one clear message, a non-zero exit, nothing fetched before is lost.
+
+def test_unknown_manifest_lists_the_known_ones(tmp_path):
+    data_dir = make_data_dir(tmp_path, {"mine": "api: http://127.0.0.1:9/api.php\ninclude_pages: [A]\n"})
+    result = run_luigi(data_dir, "Scrape", "--manifest", "startrak", "--local-scheduler")
+    assert result.returncode != 0
+    assert "No manifest named 'startrak'" in result.stderr
+    assert "mine" in result.stderr and "startrek" in result.stderr
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    data_dir = make_data_dir(tmp_path, {"broken": "api: http://127.0.0.1:9/api.php\ninclude_pages: [A, B\n"})
+    result = run_luigi(data_dir, "Scrape", "--manifest", "broken", "--local-scheduler")
+    assert result.returncode != 0
+    assert "broken.yaml: line 3" in result.stderr and "not valid YAML" in result.stderr
+
+
+def test_unknown_key_is_named(tmp_path):
+    data_dir = make_data_dir(tmp_path, {"typo": "api: http://127.0.0.1:9/api.php\ninclude_page: [A]\n"})
+    result = run_luigi(data_dir, "Scrape", "--manifest", "typo", "--local-scheduler")
+    assert result.returncode != 0
+    assert "typo.yaml: unknown key 'include_page'" in result.stderr
+
+
+def test_an_api_that_does_not_answer(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"down": {"api": "http://127.0.0.1:9/api.php", "include_pages": ["Spock"]}})
+    result = run_luigi(data_dir, "Scrape", "--manifest", "down", "--local-scheduler")
+    assert result.returncode != 0
+    assert "http://127.0.0.1:9/api.php does not answer" in result.stderr
+
+
+def test_an_api_url_that_answers_html(tmp_path, startrek_wiki):
+    html_url = startrek_wiki.api_url.replace("api.php", "index.php")
+    data_dir = make_data_dir(tmp_path, {"html": {"api": html_url, "include_pages": ["Spock"]}})
+    result = run_luigi(data_dir, "Scrape", "--manifest", "html", "--local-scheduler")
+    assert result.returncode != 0
+    assert f"{html_url} answered text/html" in result.stderr and "not the MediaWiki API" in result.stderr
+
+
+def test_a_missing_category_warns_and_the_rest_goes_on(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"trek": {"api": startrek_wiki.api_url,
+                                                 "include_categories": ["Category:Klingons", "Category:Romulans"]}})
+    result = run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    assert "Category:Romulans has no pages or subcategories" in result.stderr
+    assert derived(data_dir, "trek")["titles"] == ["Kahless the Unforgettable", "Worf"]
+
+
+def test_a_manifest_that_resolves_to_no_pages(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"none": {"api": startrek_wiki.api_url,
+                                                 "include_categories": ["Category:Romulans"]}})
+    result = run_luigi(data_dir, "Scrape", "--manifest", "none", "--local-scheduler")
+    assert result.returncode != 0
+    assert "none.yaml: the manifest resolves to no pages" in result.stderr
+
+
+def test_a_failing_run_keeps_what_was_fetched(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"trek": trek_manifest(startrek_wiki)})
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    folder = raw_folder(data_dir, startrek_wiki)
+    before = files(folder, ".mediawiki")
+    # The wiki moves away and the manifest is broken: runs fail, the pages stay as they were.
+    (data_dir / "manifests" / "originals" / "trek.yaml").write_text(
+        "api: http://127.0.0.1:9/api.php\ninclude_categories: [Category:Star Trek]\n")
+    shutil.rmtree(data_dir / "manifests" / "derived")
+    assert run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler").returncode != 0
+    (data_dir / "manifests" / "originals" / "trek.yaml").write_text("api: [\n")
+    assert run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler").returncode != 0
+    assert files(folder, ".mediawiki") == before

@@ -1,0 +1,76 @@
+"""The `wikiluigi` command: what Luigi's own command line does not do well (listing, counting on disk)."""
+import argparse
+import sys
+
+from wikiluigi import derived, manifest, pagefiles, paths
+from wikiluigi.errors import WikiluigiError
+
+RUN_HELP = """Running the pipeline is Luigi's job:
+  luigi --module wikiluigi Wikipedia --manifest demo --local-scheduler      scrape and convert one manifest
+  luigi --module wikiluigi Generate --run-name demo --manifests '["demo"]' --local-scheduler
+                                                                           ... and train and generate
+  luigid --background --logdir /tmp/luigid   then leave out --local-scheduler and add --workers 8
+                                             to watch it at http://localhost:8082"""
+
+
+def list_manifests(_args) -> int:
+    for name, path in manifest.available().items():
+        try:
+            loaded = manifest.load(name)
+        except WikiluigiError as error:
+            print(f"{name}\t(broken: {error})")
+            continue
+        source = loaded.api or f"dump {loaded.dump}"
+        wanted = ", ".join(loaded.include_categories + loaded.include_pages)
+        print(f"{name}\t{source}\t{wanted}\t({path})")
+    return 0
+
+
+def status(args) -> int:
+    loaded = manifest.load(args.manifest)
+    derived_path = paths.derived_manifest(args.manifest)
+    if not derived_path.exists():
+        print(f"{args.manifest}: not derived yet ({derived_path} is missing).")
+        print(f"  luigi --module wikiluigi Wikipedia --manifest {args.manifest} --local-scheduler")
+        return 0
+    meta = derived.load(args.manifest)
+    raw_dir, processed_dir = paths.raw_dir(meta.host), paths.processed_dir(meta.host)
+    titles = list(meta.titles)
+    counts = {
+        "derived": len(titles),
+        "raw": len(titles) - len(pagefiles.todo(raw_dir, ".mediawiki", titles, failed_count_as_done=False)),
+        "processed": len(titles) - len(pagefiles.todo(processed_dir, ".md", titles, failed_count_as_done=False)),
+        "failed": len({r["title"] for d in (raw_dir, processed_dir) for r in pagefiles.failures(d, titles)}),
+    }
+    source = loaded.api or loaded.dump
+    print(f"{args.manifest} ({source}, pages in {paths.processed_dir(meta.host)}):")
+    for key, value in counts.items():
+        print(f"  {key:<10} {value}")
+    if counts["failed"]:
+        print(f"  reasons: {paths.failures_report(args.manifest)} (after a Wikipedia run)")
+    return 0
+
+
+def main(argv=None) -> int:
+    import wikiluigi  # noqa: F401  (loads the shipped luigi.cfg defaults: data_dir and the rest)
+
+    parser = argparse.ArgumentParser(prog="wikiluigi", description=__doc__, epilog=RUN_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("manifests", help="list the manifests, with their wiki and categories").set_defaults(func=list_manifests)
+    status_parser = commands.add_parser("status", help="pages on disk for a manifest: derived, raw, processed, failed")
+    status_parser.add_argument("--manifest", required=True)
+    status_parser.set_defaults(func=status)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except WikiluigiError as error:
+        print(f"wikiluigi: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
