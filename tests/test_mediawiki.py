@@ -74,7 +74,7 @@ def test_html_instead_of_the_api_is_a_clear_error():
     page = (200, {"Content-Type": "text/html; charset=utf-8"}, b"<!DOCTYPE html><html>Main Page</html>")
     with FaultServer([page]) as server:
         wiki, waits = client(server.api_url)
-        with pytest.raises(ApiError, match="text/html.*not the MediaWiki API") as error:
+        with pytest.raises(ApiError, match=r"answered text/html \(HTTP 200\), not the MediaWiki API") as error:
             fetch_spock(wiki)
     assert waits == []  # not worth retrying
     assert "api.php" in str(error.value)

@@ -76,7 +76,8 @@ def resolve_manifest(source: CategorySource, manifest: Manifest,
     excluded = {final[0] for t in list(manifest.exclude_pages) + excluded_members
                 if (final := resolved.get(t)) is not None}
     titles: set[str] = set()
-    redirects = duplicates = missing = 0
+    redirects = missing = 0
+    duplicates = len(listed) + len(manifest.include_pages) - len(candidates)
     for title in candidates:
         final = resolved.get(title)
         if final is None:

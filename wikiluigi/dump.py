@@ -1,4 +1,4 @@
-"""Stream the pages of a MediaWiki XML export (.xml, .xml.bz2, .xml.gz, .xml.xz), memory flat in the file's size."""
+"""Stream the pages of a MediaWiki XML export (.xml, .bz2, .gz, .xz) in memory that stays flat however large."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ _HIDDEN = re.compile(
 _LINK = re.compile(r"\[\[([^\[\]|\n]*)(?:\|[^\[\]]*)?\]\]")
 _REDIRECT = re.compile(r"\A\s*#REDIRECT\s*:?\s*\[\[([^\[\]|]+)(?:\|[^\[\]]*)?\]\]", re.I)
 _SPACES = re.compile(r"[\s_]+")
+_ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")  # only complete ones, as MediaWiki
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class SiteInfo:
 
     sitename: str
     base_url: str
-    host: str  # netloc of base_url (or the dbname when the export has no <base>)
+    host: str  # netloc of base_url; the dbname when the export has no <base>; "" when it has neither
     namespaces: dict[int, str]  # key -> the site's own name; 0 -> ""
     namespace_aliases: dict[str, int]  # other names the wiki accepts (English canonical names, "Image", ...)
     dbname: str = ""
@@ -90,7 +91,9 @@ class DumpPage:
 
 
 def read_siteinfo(path: str | Path) -> SiteInfo:
-    """The export's <siteinfo>; reads only the head of the file."""
+    """The export's <siteinfo>, reading only the head of the file. The schema makes <siteinfo> optional:
+    without one (or without <base> and <dbname>) every field is empty, `host` included, and the caller
+    must name the wiki some other way."""
     reader = _Reader(path)
     with closing(reader.events()) as events:
         for event, elem, name, depth in events:
@@ -98,8 +101,7 @@ def read_siteinfo(path: str | Path) -> SiteInfo:
                 return _siteinfo(elem, reader.path)
             if depth == 2 and event == "start" and name != "siteinfo":
                 break
-    raise DumpError(f"{reader.path}: the export has no <siteinfo>; export it again with the site information "
-                    f"(Special:Export and dumpBackup.php write it by default)")
+    return SiteInfo(sitename="", base_url="", host="", namespaces={}, namespace_aliases={})
 
 
 def iter_pages(path: str | Path, titles: Iterable[str] | None = None) -> Iterator[DumpPage]:
@@ -160,7 +162,7 @@ def category_links(text: str, category_names: Iterable[str] | str = ("Category",
         ns, colon, rest = target.partition(":")
         if not colon or _normalise(ns).casefold() not in folded:
             continue
-        title = _normalise(html.unescape(rest.partition("#")[0]))
+        title = _normalise(_ENTITY.sub(lambda m: html.unescape(m.group(0)), rest).partition("#")[0])
         if not title:
             continue
         if capitalize:
@@ -190,6 +192,7 @@ class _Reader:
     def events(self) -> Iterator[tuple[str, ET.Element, str, int]]:
         raw, stream = _open(self.path)
         depth = 0
+        title = None
         try:
             for event, elem in ET.iterparse(stream, events=("start", "end")):
                 name = elem.tag.rpartition("}")[2]  # the export's xmlns changes with its schema version
@@ -201,10 +204,11 @@ class _Reader:
                     yield event, elem, name, depth
                     continue
                 if depth == 3 and name == "title":
-                    self.last_title = elem.text
+                    title = elem.text
                 yield event, elem, name, depth
                 if depth == 2 and name == "page":
                     self.pages += 1
+                    self.last_title = title
                 depth -= 1
         except ET.ParseError as error:
             raise self._parse_error(error, depth) from None
@@ -227,7 +231,7 @@ class _Reader:
         reason = str(error).split(": line")[0]
         if depth == 0 and not self.pages:
             return DumpError(f"{self.path}: not XML ({reason} at line {line}, column {column})")
-        if reason in _TRUNCATED:
+        if error.code in _TRUNCATED:
             return DumpError(f"{self.path}: the XML stops at line {line}, column {column} inside an open element: "
                              f"the file is truncated {self._where()}; download or export it again")
         return DumpError(f"{self.path}: broken XML at line {line}, column {column} ({reason}) {self._where()}")
@@ -324,7 +328,8 @@ def _page(elem: ET.Element, state: _PageState, path: Path) -> DumpPage:
     elif model == "wikitext":  # older exports flag redirects without a target, or not at all
         match = _REDIRECT.match(text)
         if match:
-            redirect = _normalise(match.group(1).partition("#")[0].lstrip(":")) or None
+            target = _normalise(match.group(1).partition("#")[0].lstrip(":"))
+            redirect = target[:1].upper() + target[1:] or None
     if ns is None:
         raise DumpError(f"{path}: page {state.title!r} has no <ns>: exports older than schema 0.6 are not read")
     return DumpPage(title=state.title, ns=ns, page_id=page_id, text=text, revision_id=revision_id,
@@ -358,8 +363,6 @@ def _siteinfo(elem: ET.Element, path: Path) -> SiteInfo:
             aliases.setdefault(alias, key)
     base = fields.get("base", "")
     host = urlsplit(base).netloc or fields.get("dbname", "")
-    if not host:
-        raise DumpError(f"{path}: <siteinfo> names neither a <base> URL nor a <dbname>, so the wiki has no name")
     return SiteInfo(sitename=fields.get("sitename", ""), base_url=base, host=host, namespaces=namespaces,
                     namespace_aliases=aliases, dbname=fields.get("dbname", ""),
                     case=fields.get("case") or "first-letter", generator=fields.get("generator", ""))

@@ -124,15 +124,15 @@ class MediaWiki:
         """The answer's JSON, None when it is worth retrying, ApiError when it never will be."""
         if response.status_code in RETRY_STATUSES:
             return None
-        if response.status_code != 200:
-            raise ApiError(f"{response.url} answered HTTP {response.status_code}. "
-                           "Check the 'api' URL in the manifest: it should end in api.php.")
         try:
-            data = response.json()
+            data = response.json() if response.status_code == 200 else None
         except ValueError:
-            kind = response.headers.get("Content-Type", "unknown content")
-            raise ApiError(f"{self.api_url} answered {kind}, not the MediaWiki API's JSON. Is it the wiki's "
-                           "api.php? Open Special:Version on the wiki to find the API's address.") from None
+            data = None
+        if data is None:
+            kind = response.headers.get("Content-Type", "content of no type").split(";")[0]
+            raise ApiError(f"{self.api_url} answered {kind} (HTTP {response.status_code}), not the MediaWiki "
+                           "API's JSON. Is it the wiki's api.php? The wiki's Special:Version page gives its "
+                           "address; fix 'api' in the manifest.")
         if not isinstance(data, dict):
             raise ApiError(f"{self.api_url} answered JSON that is not the MediaWiki API's.")
         error = data.get("error")

@@ -54,7 +54,7 @@ class DumpSource:
         """One streaming pass: namespaces, redirects and category members of every page."""
         if self._index is None:
             site = dump.read_siteinfo(self.path)
-            names = {"Category", site.namespaces.get(14, "Category")}
+            names = site.category_names
             namespace_of: dict[str, int] = {}
             redirects: dict[str, str] = {}
             members: dict[str, list[tuple[str, int]]] = defaultdict(list)
