@@ -1,6 +1,9 @@
 """The MediaWiki Action API client: one session, an HTTP cache, batching, continuation, retries, etiquette."""
 import logging
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -193,20 +196,35 @@ class MediaWiki:
 
     def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
         """(title, Revision) for each title, or (title, reason) when it cannot be had. One request per
-        50 titles; a response cut short by the API's size limit is continued."""
-        for batch in self.batches(titles):
-            found: dict[str, dict] = {}
-            query: dict = {}
-            for data in self.query_all(prop="revisions", rvprop="content|ids|timestamp", rvslots="main",
-                                       titles="|".join(batch), redirects="1"):
-                part = data.get("query", {})
-                for key in ("normalized", "redirects"):
-                    query.setdefault(key, []).extend(part.get(key, []))
-                for page in _page_list(part):
-                    if page.get("revisions") or page["title"] not in found:
-                        found[page["title"]] = page
-            for title in batch:
-                yield title, _revision(title, found.get(_follow(title, query)))
+        50 titles; a response cut short by the API's size limit is continued.
+
+        The next batch is requested while the caller writes the current one: requests stay serial
+        (one at a time per wiki), but the wiki's work overlaps ours.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wikiluigi-fetch") as pool:
+            pending = deque(pool.submit(self._revision_batch, batch) for batch in islice(self.batches(titles), 1))
+            remaining = self.batches(titles)
+            next(remaining, None)
+            while pending:
+                batch, found, query = pending.popleft().result()
+                upcoming = next(remaining, None)
+                if upcoming is not None:
+                    pending.append(pool.submit(self._revision_batch, upcoming))
+                for title in batch:
+                    yield title, _revision(title, found.get(_follow(title, query)))
+
+    def _revision_batch(self, batch: list[str]) -> tuple[list[str], dict[str, dict], dict]:
+        found: dict[str, dict] = {}
+        query: dict = {}
+        for data in self.query_all(prop="revisions", rvprop="content|ids|timestamp", rvslots="main",
+                                   titles="|".join(batch), redirects="1"):
+            part = data.get("query", {})
+            for key in ("normalized", "redirects"):
+                query.setdefault(key, []).extend(part.get(key, []))
+            for page in _page_list(part):
+                if page.get("revisions") or page["title"] not in found:
+                    found[page["title"]] = page
+        return batch, found, query
 
 
 def _retry_after(response: requests.Response, default: float) -> float:

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.luigi_cli import derived, files, make_data_dir, meta, run_luigi
-from wikiluigi.paths import title_to_stem
+from wikiluigi.paths import PACKAGE_MANIFESTS, title_to_stem
+
+DEMO_DUMP = PACKAGE_MANIFESTS / "demo-wiki.xml"
 
 # Every article under Category:Star Trek in startrek-dump.xml, subcategories included. The redirect
 # "Mr. Spock" is a member too and resolves to Spock; "Vulcan (planet)" sits in two categories.
@@ -108,19 +110,29 @@ def test_max_depth_exclusions_and_single_pages(tmp_path, startrek_wiki):
     assert "Category:Federation starships" not in no_ships["categories"]
 
 
-def test_the_real_wikipedia_excerpt_keeps_awkward_titles(tmp_path, enwiki_wiki):
-    pages = enwiki_wiki.page_titles(namespace=0)
-    some = [t for t in pages if any(c in t for c in "/&%+")][:5] + pages[:20]
+def test_real_wikipedia_pages_and_their_redirects(tmp_path, enwiki_wiki):
+    some = enwiki_wiki.page_titles(namespace=0)[:40]
     data_dir = make_data_dir(tmp_path, {"enwiki": {"api": enwiki_wiki.api_url, "include_pages": some}})
     run_luigi(data_dir, "Scrape", "--manifest", "enwiki", "--local-scheduler", check_returncode=0)
     resolved = derived(data_dir, "enwiki")["titles"]
-    folder = data_dir / "raw" / "mediawiki" / f"127.0.0.1:{enwiki_wiki.port}"
-    for title in resolved:
-        assert (folder / f"{title_to_stem(title)}.mediawiki").read_text(encoding="utf-8") == enwiki_wiki.page_text(title)
     # Redirects resolved, redirects to pages outside the excerpt left out, nothing else lost.
     answers = [enwiki_wiki.api(titles=t, redirects=1)["query"]["pages"][0] for t in some]
     assert resolved == sorted({page["title"] for page in answers if "missing" not in page})
-    assert any("/" in t for t in resolved) or any("&" in t for t in resolved)
+    folder = data_dir / "raw" / "mediawiki" / f"127.0.0.1:{enwiki_wiki.port}"
+    for title in resolved:
+        assert (folder / f"{title_to_stem(title)}.mediawiki").read_text(encoding="utf-8") == enwiki_wiki.page_text(title)
+
+
+def test_awkward_titles_are_all_kept(tmp_path, local_mediawiki_factory):
+    # The demo wiki served by a real MediaWiki: titles with '/', '&', Norwegian and Greek letters.
+    wiki = local_mediawiki_factory(DEMO_DUMP)
+    data_dir = make_data_dir(tmp_path, {"myrling": {"api": wiki.api_url, "include_categories": ["Myrling Isles"]}})
+    run_luigi(data_dir, "Scrape", "--manifest", "myrling", "--local-scheduler", check_returncode=0)
+    titles = derived(data_dir, "myrling")["titles"]
+    assert {"Ferry timetable/Winter", "Salt & Tar Inn", "Ørnvåg", "Αλκυόνη"} <= set(titles)
+    folder = data_dir / "raw" / "mediawiki" / f"127.0.0.1:{wiki.port}"
+    assert (folder / "Ferry timetable%2FWinter.mediawiki").read_text() == wiki.page_text("Ferry timetable/Winter")
+    assert len(files(folder, ".mediawiki")) == len(titles) == len(wiki.page_titles(namespace=0)) - 4  # no redirects, no Main Page
 
 
 # Bad input: one clear message, a non-zero exit, nothing fetched before is lost.
