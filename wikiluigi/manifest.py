@@ -134,8 +134,10 @@ def parse(text: str, path: Path, name: str | None = None) -> Manifest:
 
 
 def category_title(name: str) -> str:
-    """'Culture' -> 'Category:Culture'; a name that already has a namespace prefix is kept."""
-    return name if ":" in name else f"Category:{name}"
+    """'Culture' -> 'Category:Culture'. A name that already has a prefix ('Kategorie:Kultur') is kept:
+    namespace names are one word, so 'Star Trek: Voyager' is a category name of its own."""
+    prefix, colon, _ = name.partition(":")
+    return name if colon and prefix.strip() and " " not in prefix.strip() else f"Category:{name}"
 
 
 class _Checker:

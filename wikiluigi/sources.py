@@ -2,7 +2,7 @@
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from wikiluigi import dump, paths
 from wikiluigi.mediawiki import MediaWiki, Revision, Settings
@@ -23,19 +23,24 @@ def open_source(source: dict):
         yield DumpSource(Path(source["dump"]))
 
 
-def canonical_title(title: str) -> str:
-    """MediaWiki's spelling of a title: underscores are spaces, no fragment, first letter upper case."""
-    title = title.replace("_", " ").split("#", 1)[0].strip()
-    if ":" in title:
-        prefix, rest = title.split(":", 1)
-        rest = rest.strip()
-        return f"{prefix.strip()}:{rest[:1].upper()}{rest[1:]}"
-    return title[:1].upper() + title[1:]
+def canonical_title(title: str, prefixes: Mapping[str, str] | None = None) -> str:
+    """MediaWiki's spelling of a title: underscores are spaces, runs of spaces one, no fragment, first
+    letter upper case, after the namespace prefix when the part before ':' is one of `prefixes`
+    (lower-case name -> the site's name)."""
+    title = " ".join(title.replace("_", " ").split("#", 1)[0].split())
+    prefix, colon, rest = title.partition(":")
+    if colon and prefixes and prefix.strip().lower() in prefixes:
+        return f"{prefixes[prefix.strip().lower()]}:{_upper_first(rest.strip())}"
+    return _upper_first(title)
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _category_key(category: str) -> str:
     """A category's name without its namespace prefix, which dumps may localise ('Kategorie:X')."""
-    return canonical_title(category.split(":", 1)[-1])
+    return _upper_first(" ".join(category.replace("_", " ").split(":", 1)[-1].split()))
 
 
 class DumpSource:
@@ -55,27 +60,31 @@ class DumpSource:
         if self._index is None:
             site = dump.read_siteinfo(self.path)
             names = site.category_names
+            prefixes = {name.lower(): name for key, name in site.namespaces.items() if name}
+            prefixes.update({alias.lower(): site.namespaces.get(key, alias)
+                             for alias, key in site.namespace_aliases.items()})
+            prefixes.setdefault("category", site.namespaces.get(14, "Category"))
             namespace_of: dict[str, int] = {}
             redirects: dict[str, str] = {}
             members: dict[str, list[tuple[str, int]]] = defaultdict(list)
             for page in dump.iter_pages(self.path):
                 namespace_of[page.title] = page.ns
                 if page.redirect_target:
-                    redirects[page.title] = canonical_title(page.redirect_target)
+                    redirects[page.title] = canonical_title(page.redirect_target, prefixes)
                 for category in dump.category_links(page.text, names):
                     members[_category_key(category)].append((page.title, page.ns))
-            self._index = namespace_of, redirects, members
+            self._index = namespace_of, redirects, members, prefixes
         return self._index
 
     def category_members(self, category: str) -> Iterator[tuple[str, int]]:
-        _, _, members = self._build_index()
+        _, _, members, _ = self._build_index()
         yield from members.get(_category_key(category), [])
 
     def resolve(self, titles: Iterable[str]) -> dict[str, tuple[str, int] | None]:
-        namespace_of, redirects, _ = self._build_index()
+        namespace_of, redirects, _, prefixes = self._build_index()
         resolved = {}
         for title in titles:
-            final = canonical_title(title)
+            final = canonical_title(title, prefixes)
             for _ in range(MAX_REDIRECT_HOPS):
                 if final not in redirects:
                     break

@@ -1,0 +1,142 @@
+"""The convert stage through the real `luigi` command: Wikipedia, ProcessPage, dumps as a source."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.luigi_cli import derived, files, make_data_dir, run_luigi
+from tests.support.wiki_fixtures import STARTREK_DUMP
+from tests.tasks.test_scrape import STAR_TREK_ARTICLES
+from wikiluigi.paths import title_to_stem
+
+FORBIDDEN = ["{{", "}}", "<ref", "[[", "Category:", "thumb|", "<div", "<span", "<br", "<a ", "[^"]
+
+
+def processed_folder(data_dir: Path, host: str) -> Path:
+    return data_dir / "processed" / "mediawiki" / host
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.md")}
+
+
+def test_wikipedia_converts_every_page_of_the_api(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"trek": {"api": startrek_wiki.api_url, "include_categories": ["Star Trek"]}})
+    result = run_luigi(data_dir, "Wikipedia", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    assert "pages listed    27" in result.stdout and "converted       27" in result.stdout
+
+    folder = processed_folder(data_dir, f"127.0.0.1:{startrek_wiki.port}")
+    markdown = {name: text.decode() for name, text in files(folder, ".md").items()}
+    assert sorted(markdown) == sorted(f"{title_to_stem(t)}.md" for t in STAR_TREK_ARTICLES)
+    for name, text in markdown.items():
+        assert text.startswith(f"# {name[:-3]}\n"), name
+        for forbidden in FORBIDDEN:
+            assert forbidden not in text, (name, forbidden)
+    spock = markdown["Spock.md"]
+    assert "Vulcan" in spock and "## " in spock
+    assert "## References" not in spock and "## External links" not in spock
+    # Redirects (Kirk, Mr. Spock, ...) never become documents.
+    assert not (folder / "Kirk.md").exists() and not (folder / "Mr. Spock.md").exists()
+    assert (data_dir / "out" / "reports" / "trek.txt").read_text().startswith("wikiluigi summary")
+
+
+def test_process_page_redoes_one_page_and_touches_no_other(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"trek": {"api": startrek_wiki.api_url, "include_categories": ["Star Trek"]}})
+    run_luigi(data_dir, "Wikipedia", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    host = f"127.0.0.1:{startrek_wiki.port}"
+    folder = processed_folder(data_dir, host)
+    before = mtimes(folder)
+    spock_before = (folder / "Spock.md").read_text()
+    (folder / "Spock.md").unlink()
+    (data_dir / "raw" / "mediawiki" / host / "Spock.mediawiki").unlink()  # raw gone too: fetched again
+    time.sleep(0.05)
+
+    run_luigi(data_dir, "ProcessPage", "--manifest", "trek", "--title", "Spock", "--local-scheduler",
+              check_returncode=0)
+    after = mtimes(folder)
+    assert (folder / "Spock.md").read_text() == spock_before
+    assert after.pop("Spock.md") > before.pop("Spock.md")
+    assert after == before  # no other file was rewritten
+    assert (data_dir / "raw" / "mediawiki" / host / "Spock.mediawiki").read_text() == startrek_wiki.page_text("Spock")
+
+
+def test_a_dump_gives_the_same_markdown_as_the_api(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {
+        "from_api": {"api": startrek_wiki.api_url, "include_categories": ["Star Trek"]},
+        "from_dump": {"dump": str(STARTREK_DUMP), "include_categories": ["Star Trek"], "host": "startrek-dump"},
+    })
+    for name in ("from_api", "from_dump"):
+        run_luigi(data_dir, "Wikipedia", "--manifest", name, "--local-scheduler", check_returncode=0)
+    assert derived(data_dir, "from_dump")["titles"] == derived(data_dir, "from_api")["titles"]
+    from_dump = files(processed_folder(data_dir, "startrek-dump"), ".md")
+    assert from_dump == files(processed_folder(data_dir, f"127.0.0.1:{startrek_wiki.port}"), ".md")
+    assert len(from_dump) == 27
+
+
+DUMP = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" version="0.11" xml:lang="en">
+  <siteinfo><sitename>Tiny</sitename><base>https://tiny.example.invalid/wiki/Main_Page</base>
+    <namespaces><namespace key="0" case="first-letter" /><namespace key="14" case="first-letter">Category</namespace></namespaces>
+  </siteinfo>
+{pages}
+</mediawiki>
+"""
+PAGE = """  <page><title>{title}</title><ns>0</ns><id>{id}</id><revision><id>{id}</id>
+    <timestamp>2024-01-01T00:00:00Z</timestamp><text xml:space="preserve">{text}</text></revision></page>"""
+
+
+def write_dump(path: Path, pages: dict[str, str]) -> Path:
+    body = "\n".join(PAGE.format(title=t, id=i, text=text) for i, (t, text) in enumerate(pages.items(), start=1))
+    path.write_text(DUMP.format(pages=body), encoding="utf-8")
+    return path
+
+
+def test_a_page_that_cannot_be_converted_is_reported_and_the_rest_goes_on(tmp_path):
+    dump = write_dump(tmp_path / "tiny.xml", {
+        "Good page": "A '''good''' page about boats.\n\n== Hulls ==\nClinker built.\n[[Category:Tiny]]",
+        "Only a template": "{{Stub}}\n[[Category:Tiny]]",
+        "Another good page": "Sails and oars.\n[[Category:Tiny]]",
+    })
+    data_dir = make_data_dir(tmp_path / "data", {"tiny": {"dump": str(dump), "include_categories": ["Tiny"]}})
+    result = run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler")
+    assert result.returncode != 0
+    assert "failed          1" in result.stdout
+    assert "Only a template (convert): empty after filtering" in result.stdout
+    failures = (data_dir / "out" / "reports" / "tiny.failures.tsv").read_text().splitlines()
+    assert failures == ["title\tstage\treason", "Only a template\tconvert\tempty after filtering"]
+    folder = processed_folder(data_dir, "tiny.example.invalid")
+    assert sorted(files(folder, ".md")) == ["Another good page.md", "Good page.md"]
+    assert "Clinker built." in (folder / "Good page.md").read_text()
+
+    # Run again: still a failure exit, the good pages untouched.
+    before = mtimes(folder)
+    assert run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler").returncode != 0
+    assert mtimes(folder) == before
+
+
+def test_a_killed_run_leaves_whole_files_and_a_rerun_finishes(tmp_path):
+    pages = {f"Page {i}": f"Text {i}.\n[[Category:Tiny]]" for i in range(1500)}
+    dump = write_dump(tmp_path / "tiny.xml", pages)
+    data_dir = make_data_dir(tmp_path / "data", {"tiny": {"dump": str(dump), "include_categories": ["Tiny"]}},
+                             config="[fetch]\nchunk_size = 50\n")
+    folder = processed_folder(data_dir, "tiny.example.invalid")
+    command = [str(Path(sys.executable).with_name("luigi")), "--module", "wikiluigi", "Wikipedia",
+               "--manifest", "tiny", "--local-scheduler"]
+    run = subprocess.Popen(command, cwd=data_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(folder.glob("*.md"))) < 100:
+            time.sleep(0.05)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the process group this test started, and only it
+        run.wait()
+    written = list(folder.glob("*.md"))
+    assert 100 <= len(written) < 1500, "the run should have been killed half-way"
+    for path in written:
+        assert path.read_text() == f"# {path.stem}\n\nText {path.stem[5:]}.\n"
+
+    run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler", check_returncode=0)
+    for i in range(1500):
+        assert (folder / f"Page {i}.md").read_text() == f"# Page {i}\n\nText {i}.\n"
