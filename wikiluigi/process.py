@@ -19,7 +19,7 @@ def pages_to_process(host: str, titles: list[str]) -> list[str]:
     return pagefiles.todo(paths.processed_dir(host), PROCESSED_SUFFIX, titles)
 
 
-def process_pages(host: str, titles: list[str], options,
+def process_pages(host: str, titles: list[str], options, timeout: float | None = None,
                   progress: Callable[[int, int], None] | None = None) -> ProcessReport:
     """Convert each title's raw page that has no Markdown yet. A page that cannot be converted, or was
     not fetched, gets a failure record with the reason; the others go on."""
@@ -39,7 +39,7 @@ def process_pages(host: str, titles: list[str], options,
     batch_titles = list(pages)
     for start in range(0, len(batch_titles), PANDOC_BATCH):
         batch = {t: pages[t] for t in batch_titles[start:start + PANDOC_BATCH]}
-        for title, result in convert_pages(batch, options).items():
+        for title, result in convert_pages(batch, options, timeout=timeout).items():
             if result.error is not None:
                 report.failed[title] = result.error
                 continue

@@ -2,6 +2,7 @@
 import luigi
 
 from wikiluigi import derived, pagefiles, paths, summary
+from wikiluigi.config import pandoc as pandoc_config
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.process import pages_to_process, process_pages
 from wikiluigi.sources import host_of
@@ -12,6 +13,10 @@ from wikiluigi.tasks.scrape import ChunkTask, DeriveManifest, FetchPage, FetchPa
 def convert_options(manifest):
     from wikiluigi.convert import ConvertOptions
     return ConvertOptions.from_manifest(manifest)
+
+
+def pandoc_timeout() -> float:
+    return pandoc_config().timeout
 
 
 class ProcessPages(ChunkTask):
@@ -25,7 +30,7 @@ class ProcessPages(ChunkTask):
 
     def run(self):
         host = derived.load(self.manifest).host
-        result = process_pages(host, self.titles(), convert_options(self.load_manifest()),
+        result = process_pages(host, self.titles(), convert_options(self.load_manifest()), pandoc_timeout(),
                                progress=lambda done, total: self.report(
                                    done, total, f"converted {done} of {total} pages of chunk {self.chunk}"))
         self.report(1, 1, f"chunk {self.chunk}: {result.converted} converted, {len(result.failed)} failed")
@@ -48,7 +53,7 @@ class ProcessPage(ManifestTask):
         manifest = self.load_manifest()
         host = host_of(manifest)
         pagefiles.clear_failure(paths.processed_dir(host), self.title)  # asked for by name: try again
-        result = process_pages(host, [self.title], convert_options(manifest))
+        result = process_pages(host, [self.title], convert_options(manifest), pandoc_timeout())
         if result.failed:
             raise WikiluigiError(f"{manifest.name}: {self.title!r} could not be converted: {result.failed[self.title]}")
 
