@@ -18,6 +18,7 @@ class Derived:
     titles: tuple[str, ...]
     chunk_size: int
     counts: dict
+    manifest_sha256: str = ""  # of the original manifest it was derived from: an edit makes it stale
 
     @property
     def chunk_count(self) -> int:
@@ -32,6 +33,7 @@ class Derived:
 def write(path: Path, derived: Derived, categories: list[str], warnings: list[str]) -> None:
     document = {
         "manifest": derived.name,
+        "manifest_sha256": derived.manifest_sha256,
         "host": derived.host,
         "source": derived.source,
         "chunk_size": derived.chunk_size,
@@ -63,6 +65,7 @@ def _load(path: Path, _mtime: int, _size: int) -> Derived:
         return Derived(
             name=data["manifest"], host=data["host"], source=data["source"],
             titles=tuple(data["titles"]), chunk_size=int(data["chunk_size"]), counts=data["counts"],
+            manifest_sha256=data.get("manifest_sha256", ""),
         )
     except (TypeError, KeyError) as exc:
         raise ManifestError(f"{path} is damaged (missing {exc}); delete it and run DeriveManifest again.") from None

@@ -1,5 +1,6 @@
 """Manifests: which wiki and which categories and pages; read, checked and normalised here."""
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -81,6 +82,11 @@ def load(name: str) -> Manifest:
 @functools.lru_cache(maxsize=32)
 def _load(path: Path, name: str, _mtime: int, _size: int) -> Manifest:
     return parse(path.read_text(encoding="utf-8"), path, name)
+
+
+def fingerprint(name: str) -> str:
+    """A hash of the manifest's file: the derived manifest records it, so that an edit re-derives."""
+    return hashlib.sha256(find(name).read_bytes()).hexdigest()
 
 
 def source_of(manifest: Manifest) -> dict:

@@ -203,3 +203,14 @@ def test_a_failing_run_keeps_what_was_fetched(tmp_path, startrek_wiki):
     (data_dir / "manifests" / "originals" / "trek.yaml").write_text("api: [\n")
     assert run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler").returncode != 0
     assert files(folder, ".mediawiki") == before
+
+
+def test_editing_the_manifest_derives_it_again(tmp_path, startrek_wiki):
+    data_dir = make_data_dir(tmp_path, {"trek": {"api": startrek_wiki.api_url, "include_categories": ["Klingons"]}})
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    assert derived(data_dir, "trek")["titles"] == ["Kahless the Unforgettable", "Worf"]
+    make_data_dir(data_dir, {"trek": {"api": startrek_wiki.api_url, "include_categories": ["Klingons", "Vulcans"]}})
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    titles = derived(data_dir, "trek")["titles"]
+    assert "Spock" in titles and "Worf" in titles
+    assert (raw_folder(data_dir, startrek_wiki) / "Spock.mediawiki").exists()

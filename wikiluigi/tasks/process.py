@@ -65,7 +65,7 @@ class Convert(ManifestTask):
         return DeriveManifest(manifest=self.manifest)
 
     def complete(self):
-        if not paths.derived_manifest(self.manifest).exists():
+        if not DeriveManifest(manifest=self.manifest).complete():
             return False
         meta = derived.load(self.manifest)
         return not pages_to_process(meta.host, list(meta.titles))

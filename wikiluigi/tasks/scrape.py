@@ -8,7 +8,7 @@ from wikiluigi.config import fetch as fetch_config
 from wikiluigi.derive import resolve_manifest
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.fetch import fetch_pages, pages_to_fetch
-from wikiluigi.manifest import load as load_manifest, source_of
+from wikiluigi.manifest import fingerprint, load as load_manifest, source_of
 from wikiluigi.sources import host_of, open_source
 from wikiluigi.tasks.base import ManifestTask
 
@@ -35,6 +35,15 @@ class DeriveManifest(ManifestTask):
     def resources(self):
         return api_resource(self.manifest)
 
+    def complete(self):
+        """Done while the derived manifest exists and comes from the manifest as it is now."""
+        if not self.output().exists():
+            return False
+        try:
+            return derived.load(self.manifest).manifest_sha256 == fingerprint(self.manifest)
+        except WikiluigiError:
+            return False  # run() then says what is wrong
+
     def run(self):
         manifest = self.load_manifest()
         with open_source(source_of(manifest)) as source:
@@ -46,6 +55,7 @@ class DeriveManifest(ManifestTask):
         result = derived.Derived(
             name=self.manifest, host=host_of(manifest), source=source_of(manifest),
             titles=tuple(resolution.titles), chunk_size=fetch_config().chunk_size, counts=resolution.counts,
+            manifest_sha256=fingerprint(self.manifest),
         )
         derived.write(paths.derived_manifest(self.manifest), result, resolution.categories, resolution.warnings)
         self.report(1, 1, f"{len(resolution.titles)} pages in {result.chunk_count} chunks")
@@ -63,7 +73,7 @@ class ChunkTask(ManifestTask):
         raise NotImplementedError
 
     def complete(self):
-        if not paths.derived_manifest(self.manifest).exists():
+        if not DeriveManifest(manifest=self.manifest).complete():
             return False
         return not self.todo()
 
@@ -124,7 +134,7 @@ class Scrape(ManifestTask):
         return DeriveManifest(manifest=self.manifest)
 
     def complete(self):
-        if not paths.derived_manifest(self.manifest).exists():
+        if not DeriveManifest(manifest=self.manifest).complete():
             return False
         meta = derived.load(self.manifest)
         return not pages_to_fetch(meta.host, list(meta.titles)) and not summary.failed(self.manifest, "fetch")
