@@ -2,7 +2,7 @@
 import luigi.configuration
 import pytest
 
-pytest_plugins = ["tests.support.wiki_fixtures"]
+pytest_plugins = ["tests.support.wiki_fixtures", "tests.support.luigid"]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from wikiluigi.errors import WikiluigiError
 from wikiluigi.process import pages_to_process, process_pages
 from wikiluigi.sources import host_of
 from wikiluigi.tasks.base import ManifestTask
-from wikiluigi.tasks.scrape import ChunkTask, DeriveManifest, FetchPage, FetchPages
+from wikiluigi.tasks.scrape import AllChunks, ChunkTask, DeriveManifest, FetchPage, FetchPages
 
 
 def convert_options(manifest):
@@ -58,21 +58,17 @@ class ProcessPage(ManifestTask):
             raise WikiluigiError(f"{manifest.name}: {self.title!r} could not be converted: {result.failed[self.title]}")
 
 
-class Convert(ManifestTask):
+class Convert(AllChunks):
     """Every page of a manifest fetched and converted (failed pages recorded); what TrainingSet needs."""
 
-    def requires(self):
-        return DeriveManifest(manifest=self.manifest)
+    def chunk_tasks(self):
+        return [ProcessPages(manifest=self.manifest, chunk=i) for i in range(derived.load(self.manifest).chunk_count)]
 
     def complete(self):
         if not DeriveManifest(manifest=self.manifest).complete():
             return False
         meta = derived.load(self.manifest)
         return not pages_to_process(meta.host, list(meta.titles))
-
-    def run(self):
-        meta = derived.load(self.manifest)
-        yield [ProcessPages(manifest=self.manifest, chunk=i) for i in range(meta.chunk_count)]
 
 
 class Wikipedia(ManifestTask):

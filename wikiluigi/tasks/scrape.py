@@ -127,11 +127,27 @@ class FetchPage(ManifestTask):
             raise WikiluigiError(f"{manifest.name}: {self.title!r} could not be fetched: {result.failed[self.title]}")
 
 
-class Scrape(ManifestTask):
-    """The whole fetch stage of one manifest: `luigi --module wikiluigi Scrape --manifest X`."""
+class AllChunks(ManifestTask):
+    """A stage over every chunk of a manifest. The chunks are only known once the manifest is derived:
+    when it is, requires() names them, so the scheduler knows them from the start and every worker (on
+    every machine sharing one luigid) can take one; when it is not yet, run() asks for them."""
+
+    def chunk_tasks(self) -> list[ChunkTask]:
+        raise NotImplementedError
 
     def requires(self):
-        return DeriveManifest(manifest=self.manifest)
+        derive = DeriveManifest(manifest=self.manifest)
+        return [derive, *self.chunk_tasks()] if derive.complete() else [derive]
+
+    def run(self):
+        yield self.chunk_tasks()
+
+
+class Scrape(AllChunks):
+    """The whole fetch stage of one manifest: `luigi --module wikiluigi Scrape --manifest X`."""
+
+    def chunk_tasks(self):
+        return [FetchPages(manifest=self.manifest, chunk=i) for i in range(derived.load(self.manifest).chunk_count)]
 
     def complete(self):
         if not DeriveManifest(manifest=self.manifest).complete():
@@ -140,6 +156,5 @@ class Scrape(ManifestTask):
         return not pages_to_fetch(meta.host, list(meta.titles)) and not summary.failed(self.manifest, "fetch")
 
     def run(self):
-        meta = derived.load(self.manifest)
-        yield [FetchPages(manifest=self.manifest, chunk=i) for i in range(meta.chunk_count)]
+        yield from super().run()
         summary.finish(self.manifest, stages=("fetch",))
