@@ -22,18 +22,18 @@ class Reporting(luigi.Task):
         self.set_progress_percentage(round(100 * done / total) if total else 100)
         self.set_status_message(message)
 
+    def on_failure(self, exception):
+        """What luigid shows for a failed task: our errors speak for themselves, without a traceback."""
+        if isinstance(exception, WikiluigiError):
+            return str(exception)
+        return super().on_failure(exception)
+
 
 class ManifestTask(Reporting):
     manifest = luigi.Parameter(description="Name of a manifest in manifests/originals/, e.g. 'demo'.")
 
     def load_manifest(self):
         return manifests.load(self.manifest)
-
-    def on_failure(self, exception):
-        """What luigid shows for a failed task: our errors speak for themselves, without a traceback."""
-        if isinstance(exception, WikiluigiError):
-            return str(exception)
-        return super().on_failure(exception)
 
 
 @luigi.Task.event_handler(luigi.Event.FAILURE)
