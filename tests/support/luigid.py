@@ -20,7 +20,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+
+from tests.support import processes
+from tests.support.processes import killpg_quiet, port_is_free
 
 from tests.support.luigi_cli import PROJECT_ROOT
 
@@ -46,23 +48,10 @@ record_task_history = false
 """
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def pick_port() -> int:
-    ports = list(PORT_RANGE)
-    start = os.getpid() % len(ports)  # parallel pytest processes start at different places
-    for port in ports[start:] + ports[:start]:
-        if port_is_free(port):
-            return port
-    raise RuntimeError(f"no free port on 127.0.0.1 in {ports[0]}-{ports[-1]} for luigid")
+    return processes.pick_port(PORT_RANGE)
 
 
 def resource_name(host: str) -> str:
@@ -95,17 +84,12 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> subprocess.Comple
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _killpg(process.pid, signal.SIGKILL)
+        killpg_quiet(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
         raise AssertionError(f"luigi did not finish in {timeout} s:\n{stdout[-4000:]}\n{stderr[-8000:]}")
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 class LuigidError(RuntimeError):

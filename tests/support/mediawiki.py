@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import pytest
+
+from tests.support.processes import killpg_quiet, pick_port, port_is_free
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_COMMAND = "bash scripts/install-mediawiki.sh"
@@ -138,25 +139,10 @@ def require_mediawiki() -> tuple[Path, str]:
     pytest.skip(f"local MediaWiki unavailable: {problem}")
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether `php -S host:port` could listen now (it sets SO_REUSEADDR too)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _pick_port() -> int:
-    # Start at an offset derived from the pid so parallel pytest processes rarely race.
-    ports = list(DEFAULT_PORT_RANGE)
-    start = os.getpid() % len(ports)
-    for port in ports[start:] + ports[:start]:
-        if port_is_free(port):
-            return port
-    raise RuntimeError(f"no free port on 127.0.0.1 in {ports[0]}-{ports[-1]}")
+    return pick_port(DEFAULT_PORT_RANGE)
 
 
 def _dump_sitename(dump: Path) -> str | None:
@@ -760,7 +746,7 @@ def _kill_group(pgid: int, proc: subprocess.Popen[bytes] | None, timeout: float)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _killpg_quiet(pgid, signal.SIGKILL)
+            killpg_quiet(pgid, signal.SIGKILL)
             proc.wait(timeout=timeout)
     # Orphaned workers are reparented and reaped by init: wait until the group is gone.
     deadline = time.monotonic() + timeout
@@ -773,17 +759,12 @@ def _kill_group(pgid: int, proc: subprocess.Popen[bytes] | None, timeout: float)
         if time.monotonic() > deadline:
             if killed:
                 return
-            _killpg_quiet(pgid, signal.SIGKILL)
+            killpg_quiet(pgid, signal.SIGKILL)
             killed = True
             deadline = time.monotonic() + timeout
         time.sleep(0.02)
 
 
-def _killpg_quiet(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _cleanup(pids: list[int], directory: str) -> None:

@@ -2,8 +2,6 @@
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.support.luigi_cli import derived, files, make_data_dir, meta, run_luigi
 from wikiluigi.paths import PACKAGE_MANIFESTS, title_to_stem
 
