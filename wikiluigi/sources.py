@@ -1,6 +1,7 @@
 """Where a manifest's pages come from, a live API or an XML dump, behind one interface for derive and fetch."""
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
@@ -23,24 +24,33 @@ def open_source(source: dict):
         yield DumpSource(Path(source["dump"]))
 
 
-def canonical_title(title: str, prefixes: Mapping[str, str] | None = None) -> str:
+def canonical_title(title: str, prefixes: Mapping[str, str] | None = None, capitalize: bool = True) -> str:
     """MediaWiki's spelling of a title: underscores are spaces, runs of spaces one, no fragment, first
-    letter upper case, after the namespace prefix when the part before ':' is one of `prefixes`
-    (lower-case name -> the site's name)."""
+    letter upper case (unless the wiki is case-sensitive), after the namespace prefix when the part
+    before ':' is one of `prefixes` (lower-case name -> the site's name)."""
     title = " ".join(title.replace("_", " ").split("#", 1)[0].split())
+    first = _upper_first if capitalize else str
     prefix, colon, rest = title.partition(":")
     if colon and prefixes and prefix.strip().lower() in prefixes:
-        return f"{prefixes[prefix.strip().lower()]}:{_upper_first(rest.strip())}"
-    return _upper_first(title)
+        return f"{prefixes[prefix.strip().lower()]}:{first(rest.strip())}"
+    return first(title)
 
 
 def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _category_key(category: str) -> str:
-    """A category's name without its namespace prefix, which dumps may localise ('Kategorie:X')."""
-    return _upper_first(" ".join(category.replace("_", " ").split(":", 1)[-1].split()))
+@dataclass
+class _DumpIndex:
+    namespace_of: dict[str, int]               # every title in the dump -> its namespace
+    redirects: dict[str, str]                   # redirect title -> target title
+    members: dict[str, list[tuple[str, int]]]   # category name without prefix -> (title, namespace)
+    prefixes: dict[str, str]                    # lower-case namespace name or alias -> the site's name
+    capitalize: bool
+
+    def category_key(self, category: str) -> str:
+        """A category's name without its namespace prefix, which dumps may localise ('Kategorie:X')."""
+        return canonical_title(category.split(":", 1)[-1], capitalize=self.capitalize)
 
 
 class DumpSource:
@@ -48,48 +58,46 @@ class DumpSource:
 
     def __init__(self, path: Path):
         self.path = path
-        self._index: tuple[dict, dict, dict] | None = None
+        self._index: _DumpIndex | None = None
 
     @property
     def host(self) -> str:
         site = dump.read_siteinfo(self.path)
         return site.host or self.path.name.split(".")[0]
 
-    def _build_index(self):
+    def _build_index(self) -> _DumpIndex:
         """One streaming pass: namespaces, redirects and category members of every page."""
         if self._index is None:
             site = dump.read_siteinfo(self.path)
-            names = site.category_names
-            prefixes = {name.lower(): name for key, name in site.namespaces.items() if name}
+            prefixes = {name.lower(): name for name in site.namespaces.values() if name}
             prefixes.update({alias.lower(): site.namespaces.get(key, alias)
                              for alias, key in site.namespace_aliases.items()})
             prefixes.setdefault("category", site.namespaces.get(14, "Category"))
-            namespace_of: dict[str, int] = {}
-            redirects: dict[str, str] = {}
-            members: dict[str, list[tuple[str, int]]] = defaultdict(list)
+            index = _DumpIndex({}, {}, defaultdict(list), prefixes, capitalize=site.case != "case-sensitive")
             for page in dump.iter_pages(self.path):
-                namespace_of[page.title] = page.ns
+                index.namespace_of[page.title] = page.ns
                 if page.redirect_target:
-                    redirects[page.title] = canonical_title(page.redirect_target, prefixes)
-                for category in dump.category_links(page.text, names):
-                    members[_category_key(category)].append((page.title, page.ns))
-            self._index = namespace_of, redirects, members, prefixes
+                    index.redirects[page.title] = canonical_title(page.redirect_target, prefixes, index.capitalize)
+                for category in dump.category_links(page.text, site.category_names, capitalize=index.capitalize):
+                    index.members[index.category_key(category)].append((page.title, page.ns))
+            self._index = index
         return self._index
 
     def category_members(self, category: str) -> Iterator[tuple[str, int]]:
-        _, _, members, _ = self._build_index()
-        yield from members.get(_category_key(category), [])
+        index = self._build_index()
+        yield from index.members.get(index.category_key(category), [])
 
     def resolve(self, titles: Iterable[str]) -> dict[str, tuple[str, int] | None]:
-        namespace_of, redirects, _, prefixes = self._build_index()
+        index = self._build_index()
         resolved = {}
         for title in titles:
-            final = canonical_title(title, prefixes)
+            final = canonical_title(title, index.prefixes, index.capitalize)
             for _ in range(MAX_REDIRECT_HOPS):
-                if final not in redirects:
+                if final not in index.redirects:
                     break
-                final = redirects[final]
-            resolved[title] = (final, namespace_of[final]) if final in namespace_of and final not in redirects else None
+                final = index.redirects[final]
+            exists = final in index.namespace_of and final not in index.redirects
+            resolved[title] = (final, index.namespace_of[final]) if exists else None
         return resolved
 
     def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
