@@ -3,6 +3,8 @@ import hashlib
 import re
 from pathlib import Path
 
+import luigi.configuration
+
 from wikiluigi import config
 
 PACKAGE_MANIFESTS = Path(__file__).resolve().parent / "manifests"
@@ -13,7 +15,9 @@ _HASH_MARK = "%~"
 
 
 def data_dir() -> Path:
-    return Path(config.wikiluigi().data_dir).expanduser().absolute()
+    # Read straight from the parser: making a luigi.Config object costs ~0.4 ms, and every path asks.
+    folder = luigi.configuration.get_config().get("wikiluigi", "data_dir", config.wikiluigi.data_dir._default)
+    return Path(folder).expanduser().absolute()
 
 
 def title_to_stem(title: str) -> str:
@@ -21,7 +25,7 @@ def title_to_stem(title: str) -> str:
 
     Only what a file system cannot hold is escaped, with %XX: '%' itself, '/', NUL and a leading dot.
     A name longer than a file system allows is cut and ends in '%~' plus a hash of the whole title;
-    the whole title then lives in the page's metadata (raw/.meta) and in the derived manifest.
+    the whole title then lives in raw/.../revisions.jsonl and in the derived manifest.
     """
     stem = title.replace("%", "%25").replace("/", "%2F").replace("\0", "%00")
     if stem.startswith("."):
@@ -67,9 +71,9 @@ def raw_page(host: str, title: str) -> Path:
     return raw_dir(host) / f"{title_to_stem(title)}.mediawiki"
 
 
-def raw_meta(host: str, title: str) -> Path:
-    """Revision id, timestamp and the whole title of a fetched page."""
-    return raw_dir(host) / ".meta" / f"{title_to_stem(title)}.json"
+def revisions_log(host: str) -> Path:
+    """One JSON line per fetched page: title, revision id, timestamp; the last line of a title is current."""
+    return raw_dir(host) / "revisions.jsonl"
 
 
 def processed_dir(host: str) -> Path:

@@ -53,5 +53,7 @@ def files(folder: Path, suffix: str) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob(f"*{suffix}"))}
 
 
-def meta(folder: Path, stem: str) -> dict:
-    return json.loads((folder / ".meta" / f"{stem}.json").read_text(encoding="utf-8"))
+def revisions(folder: Path) -> dict[str, dict]:
+    """title -> the last line of raw/<host>/revisions.jsonl about it."""
+    lines = (folder / "revisions.jsonl").read_text(encoding="utf-8").splitlines()
+    return {entry["title"]: entry for entry in map(json.loads, lines)}
