@@ -1,13 +1,11 @@
 """The fetch stage: a chunk's missing pages, from the API or a dump, into raw/ one file per page."""
 import json
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Callable
 
 from wikiluigi import pagefiles, paths
 
 RAW_SUFFIX = ".mediawiki"
-BATCH = 50  # pages written per revisions.jsonl append and per progress report
 
 
 @dataclass
@@ -29,26 +27,20 @@ def fetch_pages(source, host: str, titles: list[str],
     stage_dir = paths.raw_dir(host)
     todo = pages_to_fetch(host, titles)
     failed_before = {record["title"] for record in pagefiles.failures(stage_dir, todo)}
-    revisions = iter(source.revisions(todo))
-    done = 0
-    while batch := list(islice(revisions, BATCH)):
-        found = [(title, revision) for title, revision in batch if not isinstance(revision, str)]
-        if found:
-            pagefiles.append_lines(paths.revisions_log(host), [json.dumps(
-                {"title": title, "revision_id": revision.revision_id, "timestamp": revision.timestamp},
-                ensure_ascii=False) for title, revision in found])
-        for title, revision in batch:
+    with pagefiles.LineLog(paths.revisions_log(host)) as revisions_log:
+        for done, (title, revision) in enumerate(source.revisions(todo), start=1):
             if isinstance(revision, str):
                 pagefiles.record_failure(stage_dir, title, "fetch", revision)
                 report.failed[title] = revision
-                continue
-            pagefiles.write_atomic(paths.raw_page(host, title), revision.text)
-            if title in failed_before:
-                pagefiles.clear_failure(stage_dir, title)
-            report.fetched += 1
-        done += len(batch)
-        if progress:
-            progress(done, len(todo))
+            else:
+                revisions_log.write(json.dumps({"title": title, "revision_id": revision.revision_id,
+                                                "timestamp": revision.timestamp}, ensure_ascii=False))
+                pagefiles.write_atomic(paths.raw_page(host, title), revision.text)
+                if title in failed_before:
+                    pagefiles.clear_failure(stage_dir, title)
+                report.fetched += 1
+            if progress:
+                progress(done, len(todo))
     return report
 
 

@@ -32,14 +32,24 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         raise
 
 
-def append_lines(path: Path, lines: list[str]) -> None:
-    """Append whole lines with one O_APPEND write, so that several processes never interleave them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, "".join(line + "\n" for line in lines).encode("utf-8"))
-    finally:
-        os.close(fd)
+class LineLog:
+    """A file that several processes append whole lines to: each line is one O_APPEND write, so lines
+    never interleave; a kill can cut only the last one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> "LineLog":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self
+
+    def write(self, line: str) -> None:
+        os.write(self.fd, (line + "\n").encode("utf-8"))
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
 
 
 def write_json(path: Path, document: dict) -> None:
