@@ -282,6 +282,14 @@ def test_table_heavy_page(table_pages):
     assert headings(dropped, 2) == [h for h in headings(markdown, 2) if h != "Natural resources"]  # only a table
     results = convert_pages({t: text for t, (ns, text, redirect) in table_pages.items()}, OPTIONS)
     assert all(r.ok for r in results.values()), {t: r.error for t, r in results.items()}
+    kept = convert_pages({t: text for t, (ns, text, redirect) in table_pages.items()},
+                         ConvertOptions(DEFAULT_DROP_SECTIONS, keep_tables=True))
+    assert [t for t, r in kept.items() if not r.ok] == ["List of Prison Break characters"]
+    for result in kept.values():
+        if result.ok:  # every table written as a pipe table (never "[TABLE]"), line breaks in cells and all
+            assert_clean(result.markdown)
+    awards = kept["Academy Award for Best Production Design"].markdown
+    assert sum(line.startswith("|") for line in awards.splitlines()) > 500
 
 
 def test_template_rules_make_text(startrek):

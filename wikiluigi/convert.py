@@ -3,10 +3,20 @@
 The path of a batch of pages:
 
 1. `_prepare` (Python, per page, before pandoc): redirects are answered at once; HTML comments, refs,
-   galleries, category and interlanguage links, magic words and templates are cut out of the wikitext
-   (templates named in `template_rules` become their text). This is also where most of the time goes
-   away: on Wikipedia, refs and templates are half the wikitext and most of pandoc's reading time, and
-   they are behind almost every real page that pandoc's mediawiki reader rejects.
+   galleries, images, category and interlanguage links, magic words, templates and (unless kept)
+   tables are cut out of the wikitext (templates named in `template_rules` become their text), and
+   bold/italic quote runs are rewritten well nested. This is where pandoc's own trouble is avoided,
+   all of it measured on the real Wikipedia sample:
+   - refs: pandoc's reader is superlinear in the <ref>s of one document (12 pages: 4 s read one by one,
+     36 s read together; 97 pages together did not finish in 400 s), and the gfm writer is quadratic
+     in footnotes. Without refs, a batch reads faster than its pages one by one.
+   - `'''''x'''''` closers and overlapping bold/italic: the reader backtracks exponentially
+     (12 in one paragraph: 2 minutes); see `balance_quotes`.
+   - 9 of 106 real articles are rejected by pandoc outright: refs running over several lines,
+     a malformed table line (`{| class="a" b;"`, `! a ! b|c`); cut-out refs and table attributes, and
+     tables when not kept, leave none.
+   - pandoc leaks `<gallery>` lines, `:*` items, image captions with nested links and headings
+     holding `=` as literal text.
 2. One `pandoc -f mediawiki -t json` process reads all pages of the batch, joined with a numbered
    separator paragraph before each page. A page whose markup stays open (an unclosed table, `<pre>`)
    either makes pandoc fail or swallows the next separator; both are detected, and only the pages
@@ -89,6 +99,7 @@ def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = Non
     """
     options = options or ConvertOptions()
     rules = _normalised_rules(options.template_rules)
+    drop = frozenset(" ".join(name.split()).casefold() for name in options.drop_sections)
     errors: dict[str, str] = {}
     texts: dict[str, str] = {}
     for title, wikitext in pages.items():
@@ -97,7 +108,7 @@ def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = Non
             errors[title] = f"is a redirect to {target}"
             continue
         try:
-            text = _prepare(wikitext, rules, options.keep_tables)
+            text = _prepare(wikitext, rules, options.keep_tables, drop)
             text.encode("utf-8")
         except UnicodeEncodeError as error:
             errors[title] = f"the wikitext is not valid Unicode: {error.reason} at character {error.start}"
@@ -186,8 +197,10 @@ _GONE_IN_BRACKETS = re.compile(f"\\([ \t]*(?:{_GONE_ITEM}[ \t]*[;,]?[ \t]*)+(\\)
 _GONE_BEFORE_CLOSE = re.compile(f"(?:[ \t]*[;,]?[ \t]*{_GONE_ITEM})+[ \t]*\\)")
 
 
-def _prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = True) -> str:
-    """The wikitext of one page with what pandoc cannot use taken out (see the module's docstring)."""
+def _prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
+             drop: frozenset[str] = frozenset()) -> str:
+    """The wikitext of one page with what pandoc cannot use taken out (see the module's docstring).
+    `drop`: casefolded headings of sections to leave out."""
     text = wikitext.replace("\r\n", "\n").replace("\r", "\n")
     text = re.sub("[\ue000-\ue002]", "", text)
     text = _COMMENT.sub(_GONE, text)
@@ -218,6 +231,8 @@ def _prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = True) 
     text = _CELL_LINE.sub(lambda m: m.group(0)[:-1], text)
     text = _INDENTED_LIST.sub("", text)
     text = _HEADING.sub(_heading, text)
+    if drop:
+        text = _drop_sections_early(text, drop)
     if _GONE in text:
         text = _GONE_IN_BRACKETS.sub(lambda m: "" if m.group(1) else "(", text)
         text = _GONE_BEFORE_CLOSE.sub(")", text)
@@ -233,13 +248,38 @@ def _prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = True) 
     return text.strip("\n")
 
 
+_HEADING_LINE = re.compile(r"^(={1,6})(.+?)\1[ \t]*$", re.M)
+_HEADING_MARKUP = re.compile(r"'{2,}|<nowiki/>|\[\[(?:[^\[\]|]*\|)?|\]\]")
+
+
+def _drop_sections_early(text: str, drop: frozenset[str]) -> str:
+    """Sections with a dropped heading (References, External links, ...) cut out before pandoc reads
+    them, up to the next heading of the same or a higher level; the filter on the AST does the same
+    for headings this does not recognise (a template in the heading, say)."""
+    out, last, dropping = [], 0, None
+    for match in _HEADING_LINE.finditer(text):
+        level = len(match.group(1))
+        if dropping is not None and level > dropping:
+            continue
+        if dropping is not None:
+            last = match.start()
+            dropping = None
+        name = " ".join(_HEADING_MARKUP.sub("", match.group(2)).replace("&#61;", "=").split()).casefold()
+        if name in drop:
+            out.append(text[last:match.start()])
+            dropping = level
+    if dropping is None:
+        out.append(text[last:])
+    return "".join(out)
+
+
 def _heading(match: re.Match) -> str:
     """`== a = b ==`: pandoc reads no heading when its text holds `=`; MediaWiki does (as &#61;).
     Unequal sides (`== X ===`) give the smaller level, the rest is text, as in MediaWiki."""
     left, inner, right = match.groups()
     level = min(len(left), len(right), 6)
     inner = "=" * (len(left) - level) + inner + "=" * (len(right) - level)
-    if not inner.strip():
+    if not inner.strip(" \t="):  # a line of only `=`: text, not a heading
         return match.group(0)
     return "=" * level + inner.replace("=", "&#61;") + "=" * level
 
@@ -746,6 +786,7 @@ def _text(node, options) -> list:
 
 
 _ODD_SPACE = re.compile(r"\s+")
+_STR_WORK = re.compile(r"[&{}\s]")  # what _text has to look at
 
 
 def _code(node, options) -> list:
@@ -892,8 +933,22 @@ def _flatten(blocks: list) -> list:
             if out:
                 out.append({"t": "Space"})
             out.extend(inlines)
-    out = [{"t": "Space"} if i["t"] in ("LineBreak", "SoftBreak") else i for i in out]
-    return _tidy_inlines(out)
+    return _tidy_inlines(_no_breaks(out))
+
+
+def _no_breaks(inlines: list) -> list:
+    """Line breaks as spaces, at any depth (`''Source:<br>FAO''`): a pipe table cell is one line."""
+    out = []
+    for node in inlines:
+        kind = node["t"]
+        if kind in ("LineBreak", "SoftBreak"):
+            node = {"t": "Space"}
+        elif kind in ("Emph", "Strong", "Strikeout", "Superscript", "Subscript", "Underline", "SmallCaps"):
+            node = {"t": kind, "c": _no_breaks(node["c"])}
+        elif kind in ("Quoted", "Span", "Link", "Cite"):
+            node = {"t": kind, "c": [node["c"][0], _no_breaks(node["c"][1]), *node["c"][2:]]}
+        out.append(node)
+    return out
 
 
 INLINE_RULES: dict[str, Callable] = {
@@ -930,6 +985,9 @@ def _inlines(nodes: list, options) -> list:
     out: list = []
     for node in nodes:
         kind = node["t"]
+        if kind == "Space" or (kind == "Str" and not _STR_WORK.search(node["c"])):
+            out.append(node)  # the common case, kept quick: most nodes are plain words and spaces
+            continue
         content = node.get("c")
         if kind in ("Emph", "Strong", "Strikeout", "Superscript", "Subscript", "Underline", "SmallCaps"):
             node = {"t": kind, "c": _inlines(content, options)}
