@@ -108,7 +108,7 @@ def profile(pages: dict[str, str]) -> dict[str, Clock]:
     """Where convert_pages spends its time: each stage wrapped with a clock."""
     clocks = {name: Clock() for name in ("prepare", "pandoc reader", "pandoc writer", "json load", "json dump",
                                          "filters")}
-    real = {name: getattr(convert, name) for name in ("_prepare", "_run_pandoc", "_filter_page")}
+    real = {name: getattr(convert, name) for name in ("prepare", "_run_pandoc", "filter_page")}
     real_json = convert.json
 
     def timed(clock, function):
@@ -126,8 +126,8 @@ def profile(pages: dict[str, str]) -> dict[str, Clock]:
         with clock:
             return real["_run_pandoc"](args, data, timeout)
 
-    convert._prepare = timed(clocks["prepare"], real["_prepare"])
-    convert._filter_page = timed(clocks["filters"], real["_filter_page"])
+    convert.prepare = timed(clocks["prepare"], real["prepare"])
+    convert.filter_page = timed(clocks["filters"], real["filter_page"])
     convert._run_pandoc = run_pandoc
     convert.json = JSON
     try:
@@ -206,7 +206,7 @@ def main():
         print(f"  {name:<14} {clock.wall:6.2f} s wall {clock.cpu:6.2f} s CPU  {clock.cpu / total:5.1%}")
     size = sum(len(t.encode()) for t in every.values())
     drop = frozenset(s.casefold() for s in OPTIONS.drop_sections)
-    prepared = "\n\n".join(convert._prepare(t, {}, False, drop) for t in every.values()).encode("utf-8")
+    prepared = "\n\n".join(convert.prepare(t, {}, False, drop) for t in every.values()).encode("utf-8")
     print(f"  the prepared text pandoc reads: {len(prepared) / 1e6:.1f} MB of {size / 1e6:.1f} MB")
     for to in ("json", "gfm"):
         with Clock() as direct:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wikiluigi import convert
+from wikiluigi import convert, wikitext
 from wikiluigi.convert import ConvertOptions, PageResult, convert_page, convert_pages
 from wikiluigi.manifest import DEFAULT_DROP_SECTIONS, parse
 
@@ -181,7 +181,7 @@ def test_redirects_are_errors_not_documents(startrek, enwiki):
     assert results["Spock"].ok
     redirects = {t for t, (ns, text, redirect) in enwiki.items() if redirect}
     assert len(redirects) == 100
-    assert all(convert.redirect_target(enwiki[t][1]) for t in redirects)
+    assert all(wikitext.redirect_target(enwiki[t][1]) for t in redirects)
 
 
 def test_a_page_pandoc_rejects_fails_alone(table_pages, startrek, monkeypatch):
@@ -394,16 +394,16 @@ def test_quote_runs_that_make_pandoc_backtrack():
     assert time.monotonic() - started < 20
     assert markdown.count("***court of appeal***") == 40
     assert "''" not in markdown
-    assert convert.balance_quotes("''a '''b'' c''' d") == "''a '''b'''<nowiki/>''<nowiki/>''' c''' d"
-    assert convert.balance_quotes("'''''open") == "'''<nowiki/>''open''<nowiki/>'''"
-    assert convert.balance_quotes("l'''amour and ''x''") == "l'''amour and ''x''<nowiki/>'''"
+    assert wikitext.balance_quotes("''a '''b'' c''' d") == "''a '''b'''<nowiki/>''<nowiki/>''' c''' d"
+    assert wikitext.balance_quotes("'''''open") == "'''<nowiki/>''open''<nowiki/>'''"
+    assert wikitext.balance_quotes("l'''amour and ''x''") == "l'''amour and ''x''<nowiki/>'''"
 
 
 def test_template_names_compare_like_mediawiki():
-    assert convert.template_name("  citation_needed ") == "Citation needed"
-    assert convert.template_name("Template:Quote") == "Quote"
-    assert convert.template_name("subst:quote") == "Quote"
-    assert convert.template_name("iPhone") == "IPhone"
+    assert wikitext.template_name("  citation_needed ") == "Citation needed"
+    assert wikitext.template_name("Template:Quote") == "Quote"
+    assert wikitext.template_name("subst:quote") == "Quote"
+    assert wikitext.template_name("iPhone") == "IPhone"
 
 
 def test_one_pandoc_process_each_way(startrek, monkeypatch):
