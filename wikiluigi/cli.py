@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from wikiluigi import derived, manifest, pagefiles, paths
+from wikiluigi import derived, manifest, paths, summary
 from wikiluigi.errors import WikiluigiError
 
 RUN_HELP = """Running the pipeline is Luigi's job:
@@ -33,20 +33,13 @@ def status(args) -> int:
         print(f"{args.manifest}: not derived yet ({derived_path} is missing).")
         print(f"  luigi --module wikiluigi Wikipedia --manifest {args.manifest} --local-scheduler")
         return 0
-    meta = derived.load(args.manifest)
-    raw_dir, processed_dir = paths.raw_dir(meta.host), paths.processed_dir(meta.host)
-    titles = list(meta.titles)
-    counts = {
-        "derived": len(titles),
-        "raw": len(titles) - len(pagefiles.todo(raw_dir, ".mediawiki", titles, failed_count_as_done=False)),
-        "processed": len(titles) - len(pagefiles.todo(processed_dir, ".md", titles, failed_count_as_done=False)),
-        "failed": len({r["title"] for d in (raw_dir, processed_dir) for r in pagefiles.failures(d, titles)}),
-    }
+    counts = summary.collect(args.manifest)
     source = loaded.api or loaded.dump
-    print(f"{args.manifest} ({source}, pages in {paths.processed_dir(meta.host)}):")
-    for key, value in counts.items():
+    print(f"{args.manifest} ({source}, pages in {paths.processed_dir(derived.load(args.manifest).host)}):")
+    for key, value in (("derived", counts.listed), ("raw", counts.fetched), ("processed", counts.converted),
+                       ("failed", len(counts.failures))):
         print(f"  {key:<10} {value}")
-    if counts["failed"]:
+    if counts.failures:
         print(f"  reasons: {paths.failures_report(args.manifest)} (after a Wikipedia run)")
     return 0
 

@@ -42,19 +42,3 @@ def fetch_pages(source, host: str, titles: list[str],
             if progress:
                 progress(done, len(todo))
     return report
-
-
-def read_revisions(host: str) -> dict[str, dict]:
-    """Title -> {"revision_id", "timestamp"} of the last fetch of each page of a wiki."""
-    try:
-        lines = paths.revisions_log(host).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return {}
-    latest = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a line cut by a kill
-        latest[entry["title"]] = entry
-    return latest
