@@ -115,3 +115,21 @@ def test_a_response_cut_by_the_size_limit_is_continued():
         result = dict(wiki.revisions(["A", "B"]))
     assert result["A"].text == "a" and result["B"].text == "b"
     assert server.requests[1]["rvcontinue"] == "2|9"
+
+
+def test_category_members_follow_continue_to_the_end():
+    # The original project ignored `continue` and lost every member past the first 500.
+    def page(query):
+        start = int(query.get("cmcontinue", "0"))
+        members = [{"ns": 0, "title": f"Page {i}"} for i in range(start, min(start + 500, 1234))]
+        body = {"query": {"categorymembers": members}}
+        if start + 500 < 1234:
+            body["continue"] = {"cmcontinue": str(start + 500), "continue": "-||"}
+        return 200, {}, body
+
+    with FaultServer([page]) as server:
+        wiki, _ = client(server.api_url)
+        members = list(wiki.category_members("Category:Big"))
+    assert len(members) == 1234 and members[-1] == ("Page 1233", 0)
+    assert [r.get("cmcontinue") for r in server.requests] == [None, "500", "1000"]
+    assert all(r["continue"] == "-||" for r in server.requests[1:])  # the whole object echoed back
