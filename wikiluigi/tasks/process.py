@@ -7,7 +7,7 @@ from wikiluigi.errors import WikiluigiError
 from wikiluigi.process import pages_to_process, process_pages
 from wikiluigi.sources import host_of
 from wikiluigi.tasks.base import ManifestTask
-from wikiluigi.tasks.scrape import AllChunks, ChunkTask, DeriveManifest, FetchPage, FetchPages
+from wikiluigi.tasks.scrape import AllChunks, ChunkTask, FetchPage, FetchPages
 
 
 def convert_options(manifest):
@@ -22,11 +22,10 @@ def pandoc_timeout() -> float:
 class ProcessPages(ChunkTask):
     """Convert a chunk's pages to Markdown with one pandoc process; only pages without Markdown are done."""
 
+    pages_left = staticmethod(pages_to_process)
+
     def requires(self):
         return FetchPages(manifest=self.manifest, chunk=self.chunk)
-
-    def todo(self):
-        return pages_to_process(derived.load(self.manifest).host, self.titles())
 
     def run(self):
         host = derived.load(self.manifest).host
@@ -61,14 +60,7 @@ class ProcessPage(ManifestTask):
 class Convert(AllChunks):
     """Every page of a manifest fetched and converted (failed pages recorded); what TrainingSet needs."""
 
-    def chunk_tasks(self):
-        return [ProcessPages(manifest=self.manifest, chunk=i) for i in range(derived.load(self.manifest).chunk_count)]
-
-    def complete(self):
-        if not DeriveManifest(manifest=self.manifest).complete():
-            return False
-        meta = derived.load(self.manifest)
-        return not pages_to_process(meta.host, list(meta.titles))
+    chunk_task = ProcessPages
 
 
 class Wikipedia(ManifestTask):

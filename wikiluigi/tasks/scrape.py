@@ -25,15 +25,19 @@ def api_resource(name: str) -> dict:
     return {"wiki_api_" + re.sub(r"[^A-Za-z0-9]", "_", host_of(manifest)): 1}
 
 
-class DeriveManifest(ManifestTask):
-    """Walk the manifest's categories and write every page title it resolves to."""
-
-    def output(self):
-        return luigi.LocalTarget(paths.derived_manifest(self.manifest))
+class UsesTheApi:
+    """Mixed into the tasks that send requests to the wiki: they hold its API resource while they run."""
 
     @property
     def resources(self):
         return api_resource(self.manifest)
+
+
+class DeriveManifest(UsesTheApi, ManifestTask):
+    """Walk the manifest's categories and write every page title it resolves to."""
+
+    def output(self):
+        return luigi.LocalTarget(paths.derived_manifest(self.manifest))
 
     def complete(self):
         """Done while the derived manifest exists and comes from the manifest as it is now."""
@@ -66,11 +70,16 @@ class ChunkTask(ManifestTask):
 
     chunk = luigi.IntParameter(description="Chunk number, from 0, of the derived manifest's sorted titles.")
 
+    @staticmethod
+    def pages_left(host: str, titles: list[str]) -> list[str]:
+        """The titles this stage still has to do (neither a file nor a failure record)."""
+        raise NotImplementedError
+
     def titles(self) -> list[str]:
         return list(derived.load(self.manifest).chunk(self.chunk))
 
     def todo(self) -> list[str]:
-        raise NotImplementedError
+        return self.pages_left(derived.load(self.manifest).host, self.titles())
 
     def complete(self):
         if not DeriveManifest(manifest=self.manifest).complete():
@@ -84,18 +93,13 @@ class ChunkTask(ManifestTask):
             raise WikiluigiError(f"{self}: {len(left)} pages were not written, e.g. {left[0]!r}.")
 
 
-class FetchPages(ChunkTask):
+class FetchPages(UsesTheApi, ChunkTask):
     """Fetch a chunk's pages, 50 titles a request; only pages missing on disk are asked for."""
+
+    pages_left = staticmethod(pages_to_fetch)
 
     def requires(self):
         return DeriveManifest(manifest=self.manifest)
-
-    @property
-    def resources(self):
-        return api_resource(self.manifest)
-
-    def todo(self):
-        return pages_to_fetch(derived.load(self.manifest).host, self.titles())
 
     def run(self):
         meta = derived.load(self.manifest)
@@ -107,14 +111,10 @@ class FetchPages(ChunkTask):
         self.check_done()
 
 
-class FetchPage(ManifestTask):
+class FetchPage(UsesTheApi, ManifestTask):
     """Fetch one page by title: `luigi --module wikiluigi FetchPage --manifest X --title "Y"`."""
 
     title = luigi.Parameter(description="The page title as the wiki spells it.")
-
-    @property
-    def resources(self):
-        return api_resource(self.manifest)
 
     def output(self):
         return luigi.LocalTarget(paths.raw_page(host_of(self.load_manifest()), self.title))
@@ -132,8 +132,17 @@ class AllChunks(ManifestTask):
     when it is, requires() names them, so the scheduler knows them from the start and every worker (on
     every machine sharing one luigid) can take one; when it is not yet, run() asks for them."""
 
+    chunk_task: type[ChunkTask]
+
     def chunk_tasks(self) -> list[ChunkTask]:
-        raise NotImplementedError
+        count = derived.load(self.manifest).chunk_count
+        return [self.chunk_task(manifest=self.manifest, chunk=i) for i in range(count)]
+
+    def complete(self):
+        if not DeriveManifest(manifest=self.manifest).complete():
+            return False
+        meta = derived.load(self.manifest)
+        return not self.chunk_task.pages_left(meta.host, list(meta.titles))
 
     def requires(self):
         derive = DeriveManifest(manifest=self.manifest)
@@ -146,14 +155,10 @@ class AllChunks(ManifestTask):
 class Scrape(AllChunks):
     """The whole fetch stage of one manifest: `luigi --module wikiluigi Scrape --manifest X`."""
 
-    def chunk_tasks(self):
-        return [FetchPages(manifest=self.manifest, chunk=i) for i in range(derived.load(self.manifest).chunk_count)]
+    chunk_task = FetchPages
 
     def complete(self):
-        if not DeriveManifest(manifest=self.manifest).complete():
-            return False
-        meta = derived.load(self.manifest)
-        return not pages_to_fetch(meta.host, list(meta.titles)) and not summary.failed(self.manifest, "fetch")
+        return super().complete() and not summary.failed(self.manifest, "fetch")
 
     def run(self):
         yield from super().run()
