@@ -19,8 +19,11 @@ def load_package_defaults() -> None:
         LuigiConfigParser.reload()
 
 
+DEFAULT_DATA_DIR = "."
+
+
 class wikiluigi(luigi.Config):
-    data_dir = luigi.Parameter(default=".", description="Folder holding manifests/, raw/, processed/, out/ and .cache/.")
+    data_dir = luigi.Parameter(default=DEFAULT_DATA_DIR, description="Folder holding manifests/, raw/, processed/, out/ and .cache/.")
 
 
 class http(luigi.Config):

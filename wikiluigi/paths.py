@@ -16,7 +16,7 @@ _HASH_MARK = "%~"
 
 def data_dir() -> Path:
     # Read straight from the parser: making a luigi.Config object costs ~0.4 ms, and every path asks.
-    folder = luigi.configuration.get_config().get("wikiluigi", "data_dir", config.wikiluigi.data_dir._default)
+    folder = luigi.configuration.get_config().get("wikiluigi", "data_dir", config.DEFAULT_DATA_DIR)
     return Path(folder).expanduser().absolute()
 
 
