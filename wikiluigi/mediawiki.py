@@ -1,9 +1,7 @@
 """The MediaWiki Action API client: one session, an HTTP cache, batching, continuation, retries, etiquette."""
 import logging
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -201,15 +199,14 @@ class MediaWiki:
         The next batch is requested while the caller writes the current one: requests stay serial
         (one at a time per wiki), but the wiki's work overlaps ours.
         """
+        batches = self.batches(titles)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wikiluigi-fetch") as pool:
-            pending = deque(pool.submit(self._revision_batch, batch) for batch in islice(self.batches(titles), 1))
-            remaining = self.batches(titles)
-            next(remaining, None)
-            while pending:
-                batch, found, query = pending.popleft().result()
-                upcoming = next(remaining, None)
-                if upcoming is not None:
-                    pending.append(pool.submit(self._revision_batch, upcoming))
+            batch = next(batches, None)
+            pending = pool.submit(self._revision_batch, batch) if batch else None
+            while pending is not None:
+                batch, found, query = pending.result()
+                upcoming = next(batches, None)
+                pending = pool.submit(self._revision_batch, upcoming) if upcoming else None
                 for title in batch:
                     yield title, _revision(title, found.get(_follow(title, query)))
 
