@@ -7,7 +7,7 @@ from wikiluigi.errors import WikiluigiError
 
 RUN_HELP = """Running the pipeline is Luigi's job:
   luigi --module wikiluigi Wikipedia --manifest demo --local-scheduler      scrape and convert one manifest
-  luigi --module wikiluigi Generate --run-name demo --manifests '["demo"]' --local-scheduler
+  luigi --module wikiluigi Generate --run-name demo --Train-manifests '["demo"]' --local-scheduler
                                                                            ... and train and generate
   luigid --background --logdir /tmp/luigid   then leave out --local-scheduler and add --workers 8
                                              to watch it at http://localhost:8082"""
