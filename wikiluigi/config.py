@@ -24,6 +24,8 @@ DEFAULT_DATA_DIR = "."
 
 class wikiluigi(luigi.Config):
     data_dir = luigi.Parameter(default=DEFAULT_DATA_DIR, description="Folder holding manifests/, raw/, processed/, out/ and .cache/.")
+    machine_name = luigi.Parameter(default="", description=(
+        "This machine's name in a shared data directory (its HTTP cache, its revisions log); empty: the host name."))
 
 
 class http(luigi.Config):

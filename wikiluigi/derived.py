@@ -1,12 +1,11 @@
 """The derived manifest: a manifest resolved to its sorted page titles, cut into deterministic chunks."""
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from wikiluigi import paths
+from wikiluigi import pagefiles, paths
 from wikiluigi.errors import ManifestError
 
 
@@ -42,10 +41,8 @@ def write(path: Path, derived: Derived, categories: list[str], warnings: list[st
         "categories": categories,
         "titles": list(derived.titles),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=1 << 20), encoding="utf-8")
-    os.replace(tmp, path)
+    pagefiles.write_atomic(path, yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=1 << 20))
+    pagefiles.remove_stale_temporaries(path.parent)  # left by a killed run
 
 
 def load(name: str) -> Derived:

@@ -1,10 +1,13 @@
 """The MediaWiki Action API client: one session, an HTTP cache, batching, continuation, retries, etiquette."""
+import email.utils
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+from urllib.parse import urlencode
 
 import requests
 
@@ -14,6 +17,12 @@ logger = logging.getLogger("wikiluigi")
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_REDIRECT_HOPS = 10
+# A query string longer than this goes as a POST: servers and proxies refuse long URLs (HTTP 414), some
+# at 8 KB, and 50 long non-Latin titles, percent-encoded, pass that.
+MAX_GET_QUERY_BYTES = 6000
+# Faults of the connection or of a body cut short: worth another try.
+TRANSIENT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError)
 
 
 @dataclass(frozen=True)
@@ -50,10 +59,15 @@ class Revision:
 
 
 def _cacheable(response: requests.Response) -> bool:
-    """Only real answers are cached: never API errors such as maxlag or toomanyvalues, never HTML."""
+    """Only real answers are cached: never API errors such as maxlag or toomanyvalues, never HTML, never a
+    body cut short (requests-cache stores a response before the caller has read it)."""
     if "json" not in response.headers.get("Content-Type", ""):
         return False
-    return not response.content.lstrip()[:12].startswith(b'{"error"')
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "error" not in data
 
 
 def open_session(settings: Settings) -> requests.Session:
@@ -66,7 +80,7 @@ def open_session(settings: Settings) -> requests.Session:
         # WAL and a busy timeout let eight worker processes share one cache file.
         backend = requests_cache.SQLiteCache(settings.cache_path, wal=True, busy_timeout=60_000)
         session = requests_cache.CachedSession(
-            backend=backend, expire_after=-1, allowable_codes=(200,), allowable_methods=("GET",),
+            backend=backend, expire_after=-1, allowable_codes=(200,), allowable_methods=("GET", "POST"),
             filter_fn=_cacheable,
         )
     session.headers["User-Agent"] = settings.user_agent
@@ -89,77 +103,91 @@ class MediaWiki:
 
     # The one boundary where HTTP errors become ApiError.
     def call(self, **params) -> dict:
+        """One API request, retried on faults (a dropped or cut-short answer, a timeout, 429, 5xx, maxlag)
+        within [http] retries; an answer that will never be better is an ApiError at once."""
         params = {"format": "json", "formatversion": "2", **params}
         if self.settings.maxlag:
             params["maxlag"] = str(self.settings.maxlag)
+        tries = self.settings.retries + 1
         delay = self.settings.backoff
-        for attempt in range(self.settings.retries + 1):
-            last = attempt == self.settings.retries
+        for attempt in range(tries):
             try:
-                response = self.session.get(self.api_url, params=params, timeout=self.settings.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if last:
-                    raise ApiError(
-                        f"{self.api_url} does not answer ({type(exc).__name__}: {exc}) after "
-                        f"{self.settings.retries + 1} tries. Check the 'api' URL in the manifest and the network."
-                    ) from None
-                reason, wait = f"{type(exc).__name__}", delay
+                response = self._send(params)
+            except TRANSIENT_ERRORS as exc:
+                cut_short = isinstance(exc, (requests.exceptions.ChunkedEncodingError,
+                                             requests.exceptions.ContentDecodingError))
+                fault = _Retry(f"{type(exc).__name__}: {_short(exc)}", delay, answered=cut_short)
             else:
                 if not getattr(response, "from_cache", False):
                     self.requests_sent += 1
-                result = self._read(response)
-                if result is not None:
-                    return result
-                if last:
-                    raise ApiError(f"{response.url} kept failing ({self._why(response)}) after "
-                                   f"{self.settings.retries + 1} tries; try again later.")
-                reason, wait = self._why(response), _retry_after(response, delay)
-            wait = min(wait, self.settings.max_backoff)
-            logger.warning("%s: %s; retrying in %.1f s (%d/%d)", self.api_url, reason, wait,
+                try:
+                    return self._read(response)
+                except _Retry as retry:
+                    fault = retry if retry.wait is not None else _Retry(retry.reason, delay)
+            if attempt == tries - 1:
+                if not fault.answered:
+                    raise ApiError(f"{self.api_url} does not answer ({fault.reason}) after {tries} tries. "
+                                   "Check the 'api' URL in the manifest and the network.")
+                raise ApiError(f"{self.api_url} kept failing ({fault.reason}) after {tries} tries; "
+                               "try again later.")
+            wait = min(fault.wait, self.settings.max_backoff)
+            logger.warning("%s: %s; retrying in %.1f s (%d/%d)", self.api_url, fault.reason, wait,
                            attempt + 1, self.settings.retries)
             self.sleep(wait)
             delay = min(delay * 2, self.settings.max_backoff)
         raise AssertionError("unreachable")
 
-    def _read(self, response: requests.Response) -> dict | None:
-        """The answer's JSON, None when it is worth retrying, ApiError when it never will be."""
-        if response.status_code in RETRY_STATUSES:
-            return None
-        try:
-            data = response.json() if response.status_code == 200 else None
-        except ValueError:
-            data = None
-        if data is None:
-            kind = response.headers.get("Content-Type", "content of no type").split(";")[0]
-            raise ApiError(f"{self.api_url} answered {kind} (HTTP {response.status_code}), not the MediaWiki "
+    def _send(self, params: dict) -> requests.Response:
+        """GET, or POST when the query string is too long for a URL (the API takes both for queries)."""
+        if len(urlencode(params)) > MAX_GET_QUERY_BYTES:
+            return self.session.post(self.api_url, data=params, timeout=self.settings.timeout)
+        return self.session.get(self.api_url, params=params, timeout=self.settings.timeout)
+
+    def _read(self, response: requests.Response) -> dict:
+        """The answer's JSON; _Retry when another try may do better, ApiError when it never will."""
+        status = response.status_code
+        if status in RETRY_STATUSES:
+            raise _Retry(f"HTTP {status}", _retry_after(response))
+        if status == 414:
+            raise ApiError(f"{self.api_url} refused a request as too long (HTTP 414) although long ones go "
+                           "as POST; lower [http] titles_per_request in luigi.cfg.")
+        kind = response.headers.get("Content-Type", "content of no type").split(";")[0]
+        if status != 200 or "json" not in kind:
+            raise ApiError(f"{self.api_url} answered {kind} (HTTP {status}), not the MediaWiki "
                            "API's JSON. Is it the wiki's api.php? The wiki's Special:Version page gives its "
                            "address; fix 'api' in the manifest.")
+        try:
+            data = response.json()
+        except ValueError:
+            raise _Retry(f"an answer cut short ({len(response.content)} bytes of JSON that does not parse)",
+                         None) from None
         if not isinstance(data, dict):
             raise ApiError(f"{self.api_url} answered JSON that is not the MediaWiki API's.")
         error = data.get("error")
         if error:
             if error.get("code") == "maxlag":
-                return None
+                raise _Retry("the database is lagging (maxlag)", _retry_after(response))
             raise ApiError(f"{self.api_url}: the API refused the request: {error.get('code')}: "
                            f"{error.get('info', '')}")
         return data
-
-    @staticmethod
-    def _why(response: requests.Response) -> str:
-        if response.status_code == 200:
-            return "the database is lagging (maxlag)"
-        return f"HTTP {response.status_code}"
 
     def query_all(self, **params) -> Iterator[dict]:
         """Every response of a query, echoing the whole `continue` object back until there is none."""
         params = {"action": "query", **params}
         extra: dict = {}
+        seen: set[str] = set()
         while True:
             data = self.call(**params, **extra)
             yield data
             if "continue" not in data:
                 return
             extra = data["continue"]
+            key = json.dumps(extra, sort_keys=True)
+            if key in seen:  # the server would send the same pages again, for ever
+                raise ApiError(f"{self.api_url} sent the same 'continue' twice ({_short(key)}) for "
+                               f"{_short(urlencode(params))}: the wiki's server is looping. Report it to the "
+                               "wiki, or leave the page or category out of the manifest.")
+            seen.add(key)
 
     # Categories
     def category_members(self, category: str) -> Iterator[tuple[str, int]]:
@@ -224,9 +252,33 @@ class MediaWiki:
         return batch, found, query
 
 
-def _retry_after(response: requests.Response, default: float) -> float:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.strip().isdigit() else default
+class _Retry(Exception):
+    """A fault worth another try: why, how long the server asked us to wait (None: our own backoff), and
+    whether the server answered at all."""
+
+    def __init__(self, reason: str, wait: float | None, answered: bool = True):
+        super().__init__(reason)
+        self.reason, self.wait, self.answered = reason, wait, answered
+
+
+def _short(value, limit: int = 200) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Retry-After in seconds, given as a number or an HTTP date; None when absent or unreadable."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 def _page_list(query: dict) -> list[dict]:

@@ -6,18 +6,23 @@ import itertools
 import threading
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from wikiluigi import paths
 
 
 _temporary_names = itertools.count()
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".tmp-", ".part"
+# Another machine's temporary file this old is left over from a kill: no write takes that long.
+FOREIGN_TEMPORARY_SECONDS = 24 * 3600
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write through a temporary file in the same folder and rename: a kill leaves the old file or none.
-    The temporary name is made of the pid, the thread and a counter: cheaper than mkstemp's search."""
-    tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{next(_temporary_names)}.part"
+    The temporary name is made of the pid, the thread, a counter and the machine (cheaper than mkstemp's
+    search); remove_stale_temporaries() clears what a killed process left."""
+    tmp = path.parent / (f"{TEMPORARY_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_temporary_names)}"
+                         f"@{paths.machine_name()}{TEMPORARY_SUFFIX}")
     try:
         handle = open(tmp, "xb")
     except FileNotFoundError:
@@ -32,9 +37,48 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         raise
 
 
+def remove_stale_temporaries(folder: Path) -> int:
+    """Remove the temporary files of writes that never finished (their process was killed): this
+    machine's whose process is gone, another machine's after a day. Returns how many were removed."""
+    removed = 0
+    for name in _temporaries(listing(folder)):
+        stem = name[len(TEMPORARY_PREFIX):-len(TEMPORARY_SUFFIX)]
+        ids, at, machine = stem.rpartition("@")
+        if not at:  # written before temporary names carried the machine
+            ids, machine = stem, ""
+        path = folder / name
+        try:
+            if machine and machine != paths.machine_name():
+                if time.time() - path.stat().st_mtime < FOREIGN_TEMPORARY_SECONDS:
+                    continue
+            elif _process_alive(int(ids.split("-")[0])):
+                continue
+            path.unlink()
+            removed += 1
+        except (OSError, ValueError):
+            continue  # renamed or removed meanwhile, or not a name of ours
+    return removed
+
+
+@functools.lru_cache(maxsize=8)
+def _temporaries(names: frozenset[str]) -> tuple[str, ...]:
+    return tuple(n for n in names if n.startswith(TEMPORARY_PREFIX) and n.endswith(TEMPORARY_SUFFIX))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LineLog:
     """A file that several processes append whole lines to: each line is one O_APPEND write, so lines
-    never interleave; a kill can cut only the last one."""
+    never interleave; a kill can cut only the last one, and the next writer ends that torn line before
+    adding its own (readers skip it: read_json_lines)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -43,6 +87,8 @@ class LineLog:
     def __enter__(self) -> "LineLog":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if not _ends_a_line(self.path):
+            os.write(self.fd, b"\n")
         return self
 
     def write(self, line: str) -> None:
@@ -50,6 +96,31 @@ class LineLog:
 
     def __exit__(self, *exc) -> None:
         os.close(self.fd)
+
+
+def _ends_a_line(path: Path) -> bool:
+    """Whether a file is empty or ends with a newline."""
+    with open(path, "rb") as handle:
+        if handle.seek(0, os.SEEK_END) == 0:
+            return True
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def read_json_lines(path: Path) -> Iterator[dict]:
+    """The JSON objects of a LineLog, in order; a line torn by a kill (or empty) is skipped."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                yield entry
 
 
 def write_json(path: Path, document: dict) -> None:

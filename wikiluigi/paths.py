@@ -1,6 +1,7 @@
 """The data layout: where every file of every stage lives, and how a page title becomes a file name."""
 import hashlib
 import re
+import socket
 from pathlib import Path
 
 import luigi.configuration
@@ -18,6 +19,13 @@ def data_dir() -> Path:
     # Read straight from the parser: making a luigi.Config object costs ~0.4 ms, and every path asks.
     folder = luigi.configuration.get_config().get("wikiluigi", "data_dir", config.DEFAULT_DATA_DIR)
     return Path(folder).expanduser().absolute()
+
+
+def machine_name() -> str:
+    """This machine's name, for the files each machine of a shared data directory keeps to itself:
+    [wikiluigi] machine_name, or the host name; anything but letters, digits, '.', '_' and '-' as '_'."""
+    name = luigi.configuration.get_config().get("wikiluigi", "machine_name", "") or socket.gethostname()
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:64] or "machine"
 
 
 def title_to_stem(title: str) -> str:
@@ -72,8 +80,14 @@ def raw_page(host: str, title: str) -> Path:
 
 
 def revisions_log(host: str) -> Path:
-    """One JSON line per fetched page: title, revision id, timestamp; the last line of a title is current."""
-    return raw_dir(host) / "revisions.jsonl"
+    """One JSON line per page this machine fetched: title, revision id, timestamp. Each machine sharing the
+    data directory appends to its own; readers merge them (fetch.read_revisions)."""
+    return raw_dir(host) / f"revisions-{machine_name()}.jsonl"
+
+
+def revisions_logs(host: str) -> list[Path]:
+    """Every machine's revisions log of a wiki (and revisions.jsonl, as earlier versions wrote it)."""
+    return sorted(raw_dir(host).glob("revisions*.jsonl"))
 
 
 def processed_dir(host: str) -> Path:
@@ -129,4 +143,6 @@ def failures_report(manifest: str) -> Path:
 
 
 def http_cache() -> Path:
-    return data_dir() / ".cache" / "http"
+    """This machine's HTTP cache (an SQLite file, '.sqlite' added): SQLite's locks do not work across
+    the machines sharing a data directory over a network file system, so each has its own."""
+    return data_dir() / ".cache" / "http" / machine_name()

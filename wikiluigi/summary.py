@@ -68,6 +68,7 @@ def finish(manifest: str, stages=("fetch", "convert")) -> Summary:
     result = collect(manifest, stages)
     text = result.render()
     pagefiles.write_atomic(paths.report(manifest), text + "\n")
+    pagefiles.remove_stale_temporaries(paths.report(manifest).parent)  # left by a killed run
     rows = "".join(f"{r['title']}\t{r['stage']}\t{r['reason']}\n" for r in result.failures)
     pagefiles.write_atomic(paths.failures_report(manifest), "title\tstage\treason\n" + rows)
     print(text, flush=True)

@@ -54,6 +54,7 @@ def files(folder: Path, suffix: str) -> dict[str, bytes]:
 
 
 def revisions(folder: Path) -> dict[str, dict]:
-    """title -> the last line of raw/<host>/revisions.jsonl about it."""
-    lines = (folder / "revisions.jsonl").read_text(encoding="utf-8").splitlines()
+    """title -> the last line about it in raw/<host>/revisions-<machine>.jsonl (each machine has its own)."""
+    logs = sorted(folder.glob("revisions-*.jsonl"))
+    lines = [line for log in logs for line in log.read_text(encoding="utf-8").splitlines()]
     return {entry["title"]: entry for entry in map(json.loads, lines)}

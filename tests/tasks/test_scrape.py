@@ -212,3 +212,42 @@ def test_editing_the_manifest_derives_it_again(tmp_path, startrek_wiki):
     titles = derived(data_dir, "trek")["titles"]
     assert "Spock" in titles and "Worf" in titles
     assert (raw_folder(data_dir, startrek_wiki) / "Spock.mediawiki").exists()
+
+
+# Retrying a page that failed.
+
+def test_fetch_page_retries_a_page_that_failed(tmp_path, local_mediawiki_factory):
+    wiki = local_mediawiki_factory(DEMO_DUMP)
+    data_dir = make_data_dir(tmp_path, {"isles": {"api": wiki.api_url, "include_pages": ["Ørnvåg"]}},
+                             config="[http]\ncache = false\nretries = 0\n")
+    folder = data_dir / "raw" / "mediawiki" / f"127.0.0.1:{wiki.port}"
+    first = run_luigi(data_dir, "FetchPage", "--manifest", "isles", "--title", "Late page", "--local-scheduler")
+    assert first.returncode != 0 and "'Late page' could not be fetched: the page does not exist" in first.stderr
+    assert (folder / ".failed" / "Late page.json").exists()
+
+    wiki.edit_page("Late page", "The page written after the first try.")
+    run_luigi(data_dir, "FetchPage", "--manifest", "isles", "--title", "Late page", "--local-scheduler",
+              check_returncode=0)
+    assert (folder / "Late page.mediawiki").read_text(encoding="utf-8") == wiki.page_text("Late page")
+    assert not (folder / ".failed" / "Late page.json").exists()
+    run_luigi(data_dir, "ProcessPage", "--manifest", "isles", "--title", "Late page", "--local-scheduler",
+              check_returncode=0)
+    processed = data_dir / "processed" / "mediawiki" / f"127.0.0.1:{wiki.port}"
+    assert "written after the first try" in (processed / "Late page.md").read_text(encoding="utf-8")
+
+
+def test_a_page_fetched_again_loses_its_stale_convert_failure(tmp_path, local_mediawiki_factory):
+    wiki = local_mediawiki_factory(DEMO_DUMP)
+    wiki.edit_page("Template only", "{{Infobox island\n| name = Nothing here\n}}")
+    data_dir = make_data_dir(tmp_path, {"isles": {"api": wiki.api_url, "include_pages": ["Ørnvåg", "Template only"]}},
+                             config="[http]\ncache = false\n")
+    assert run_luigi(data_dir, "Wikipedia", "--manifest", "isles", "--local-scheduler").returncode != 0
+    processed = data_dir / "processed" / "mediawiki" / f"127.0.0.1:{wiki.port}"
+    assert (processed / ".failed" / "Template only.json").exists()
+
+    # The page is fixed on the wiki; deleting its raw file fetches it again, and it is converted again.
+    wiki.edit_page("Template only", "Now a sentence about the isles.")
+    (data_dir / "raw" / "mediawiki" / f"127.0.0.1:{wiki.port}" / "Template only.mediawiki").unlink()
+    run_luigi(data_dir, "Wikipedia", "--manifest", "isles", "--local-scheduler", check_returncode=0)
+    assert "a sentence about the isles" in (processed / "Template only.md").read_text(encoding="utf-8")
+    assert not list((processed / ".failed").glob("*.json"))

@@ -4,6 +4,7 @@ import luigi
 from wikiluigi import derived, pagefiles, paths, summary
 from wikiluigi.config import pandoc as pandoc_config
 from wikiluigi.errors import WikiluigiError
+from wikiluigi.fetch import pages_to_fetch
 from wikiluigi.process import pages_to_process, process_pages
 from wikiluigi.sources import host_of
 from wikiluigi.tasks.base import ManifestTask
@@ -26,6 +27,10 @@ class ProcessPages(ChunkTask):
 
     def requires(self):
         return FetchPages(manifest=self.manifest, chunk=self.chunk)
+
+    def complete(self):
+        """Not while a page of the chunk is missing from raw/ (deleted to fetch it again)."""
+        return super().complete() and self.requires().complete()
 
     def run(self):
         host = derived.load(self.manifest).host
@@ -61,6 +66,12 @@ class Convert(AllChunks):
     """Every page of a manifest fetched and converted (failed pages recorded); what TrainingSet needs."""
 
     chunk_task = ProcessPages
+
+    def complete(self):
+        if not super().complete():
+            return False
+        meta = derived.load(self.manifest)
+        return not pages_to_fetch(meta.host, list(meta.titles))  # a raw page deleted: fetch and convert it
 
 
 class Wikipedia(ManifestTask):

@@ -121,10 +121,12 @@ class FetchPage(UsesTheApi, ManifestTask):
 
     def run(self):
         manifest = self.load_manifest()
-        with open_source(source_of(manifest)) as source:
-            result = fetch_pages(source, host_of(manifest), [self.title])
+        with open_source(source_of(manifest)) as source:  # asked for by name: a failed page is tried again
+            result = fetch_pages(source, host_of(manifest), [self.title], retry_failed=True)
         if result.failed:
             raise WikiluigiError(f"{manifest.name}: {self.title!r} could not be fetched: {result.failed[self.title]}")
+        if not self.output().exists():
+            raise WikiluigiError(f"{manifest.name}: {self.title!r} was not written to {self.output().path}.")
 
 
 class AllChunks(ManifestTask):
