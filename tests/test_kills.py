@@ -1,0 +1,128 @@
+"""SIGKILL of the real `luigi ... Wikipedia` command (its whole process group) at about 30% of the fetch
+stage and at about 30% of the convert stage, against a real MediaWiki: the next run cleans up what the
+kill left and ends with files byte-identical to a run never interrupted."""
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.luigi_cli import files, make_data_dir, run_luigi
+from tests.support.luigid import finish, start_luigi
+from tests.support.mediawiki import LocalMediaWiki, require_mediawiki
+from tests.support.processes import killpg_quiet
+from tests.support.wiki_fixtures import STARTREK_DUMP
+from wikiluigi import pagefiles
+
+PAGES = 27  # the articles under Category:Star Trek
+
+# Every content request waits 0.4 s: 9 requests of 3 titles make a fetch stage long enough to hit.
+SLOW_CONTENT = """
+$wgHooks['ApiBeforeMain'][] = static function () {
+	if ( ( $_POST['prop'] ?? $_GET['prop'] ?? '' ) === 'revisions' ) {
+		usleep( 400000 );
+	}
+	return true;
+};
+"""
+CONFIG = """
+[http]
+user_agent = wikiluigi-tests/0.1 (tests@example.invalid)
+titles_per_request = 3
+[fetch]
+chunk_size = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_wiki():
+    require_mediawiki()
+    wiki = LocalMediaWiki(STARTREK_DUMP, extra_settings=SLOW_CONTENT)
+    try:
+        yield wiki.start()
+    finally:
+        wiki.stop()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(slow_wiki, tmp_path_factory) -> dict[str, dict[str, bytes]]:
+    data_dir = data_dir_for(slow_wiki, tmp_path_factory.mktemp("uninterrupted"))
+    run_luigi(data_dir, *wikipedia(data_dir), check_returncode=0)
+    return pages(data_dir, slow_wiki)
+
+
+def wikipedia(data_dir: Path) -> list[str]:
+    """The command line, with a pid lock of this data directory's own (Luigi's lock is per command line,
+    machine-wide: other runs of the same command elsewhere must not look like this one)."""
+    return ["Wikipedia", "--manifest", "trek", "--local-scheduler", "--workers", "2",
+            "--lock-pid-dir", str(data_dir / "locks")]
+
+
+def data_dir_for(wiki, folder: Path) -> Path:
+    return make_data_dir(folder, {"trek": {"api": wiki.api_url, "include_categories": ["Category:Star Trek"]}},
+                         config=CONFIG)
+
+
+def stage_dirs(data_dir: Path, wiki) -> tuple[Path, Path]:
+    host = f"127.0.0.1:{wiki.port}"
+    return data_dir / "raw" / "mediawiki" / host, data_dir / "processed" / "mediawiki" / host
+
+
+def pages(data_dir: Path, wiki) -> dict[str, dict[str, bytes]]:
+    raw, processed = stage_dirs(data_dir, wiki)
+    return {"raw": files(raw, ".mediawiki"), "processed": files(processed, ".md")}
+
+
+def count(folder: Path, suffix: str) -> int:
+    try:
+        return sum(1 for name in os.listdir(folder) if name.endswith(suffix))
+    except FileNotFoundError:
+        return 0
+
+
+def kill_when(data_dir: Path, folder: Path, suffix: str, at_least: int) -> int:
+    """Start `luigi ... Wikipedia --workers 2` and SIGKILL its process group once `folder` holds
+    `at_least` files; returns how many it held then."""
+    process = start_luigi(data_dir, *wikipedia(data_dir))
+    deadline = time.monotonic() + 120
+    while count(folder, suffix) < at_least:
+        if process.poll() is not None or time.monotonic() > deadline:
+            result = finish(process)
+            pytest.fail(f"the run ended (exit {result.returncode}) before it could be killed:\n{result.stderr[-4000:]}")
+        time.sleep(0.01)
+    killpg_quiet(process.pid, signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    return count(folder, suffix)
+
+
+def assert_rerun_is_whole(data_dir: Path, wiki, uninterrupted) -> None:
+    run_luigi(data_dir, *wikipedia(data_dir), check_returncode=0)
+    assert pages(data_dir, wiki) == uninterrupted
+    assert len(uninterrupted["raw"]) == len(uninterrupted["processed"]) == PAGES
+    assert not [p for p in data_dir.rglob("*") if ".tmp-" in p.name and "locks" not in p.parts], \
+        "temporary files left"
+    raw, processed = stage_dirs(data_dir, wiki)
+    assert not list((raw / ".failed").glob("*")) and not list((processed / ".failed").glob("*"))
+    # Every line a kill may have torn is skipped; every page has its revision.
+    logged = {entry["title"] for log in raw.glob("revisions-*.jsonl") for entry in pagefiles.read_json_lines(log)}
+    assert len(logged) == PAGES
+
+
+@pytest.mark.slow
+def test_sigkill_during_fetch_then_a_rerun_gives_the_uninterrupted_files(tmp_path, slow_wiki, uninterrupted):
+    data_dir = data_dir_for(slow_wiki, tmp_path)
+    raw, processed = stage_dirs(data_dir, slow_wiki)
+    held = kill_when(data_dir, raw, ".mediawiki", PAGES * 3 // 10)
+    assert held < PAGES, "the fetch stage was over before the kill"
+    assert_rerun_is_whole(data_dir, slow_wiki, uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigkill_during_convert_then_a_rerun_gives_the_uninterrupted_files(tmp_path, slow_wiki, uninterrupted):
+    data_dir = data_dir_for(slow_wiki, tmp_path)
+    raw, processed = stage_dirs(data_dir, slow_wiki)
+    held = kill_when(data_dir, processed, ".md", PAGES * 3 // 10)
+    assert held < PAGES, "the convert stage was over before the kill"
+    assert_rerun_is_whole(data_dir, slow_wiki, uninterrupted)
