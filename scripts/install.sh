@@ -10,4 +10,4 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends chromium nix-bin >/dev/null
 bash scripts/install-mediawiki.sh
 
-bash scripts/venv.sh "train,test"
+bash scripts/venv.sh "train,test,torch"

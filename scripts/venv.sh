@@ -2,7 +2,7 @@
 # Make the project's virtual environment, .venv, and install wikiluigi into it (editable) with extras:
 #
 #   bash scripts/venv.sh train          # what the demo needs
-#   bash scripts/venv.sh train,test     # ... and the tests (scripts/install.sh does this)
+#   bash scripts/venv.sh train,test,torch   # ... the torch backend and the tests (scripts/install.sh does this)
 #
 # Why a venv: Debian 12's own Python refuses `pip install` outside one (PEP 668, "externally managed"),
 # even as root. A minimal Debian 12 may lack the venv module (python3-venv, which brings ensurepip):
