@@ -90,3 +90,125 @@ def test_nothing_found_is_an_error_naming_the_manifest(tmp_path):
     dump = write_dump(tmp_path / "empty.xml", [("Lonely", 0, "no categories")])
     with pytest.raises(ManifestError, match=r"m.yaml: the manifest resolves to no pages.*Category:Nowhere has no pages"):
         resolve(tmp_path, dump, "include_categories: [Nowhere]\n")
+
+
+WHOLE_WIKI = [
+    ("Category:Places", 14, ""),
+    ("Category:Towns", 14, "[[Category:Places]]"),
+    ("Alpha", 0, "[[Category:Towns]]"),
+    ("Beta", 0, "no category at all"),
+    ("Gamma", 0, "[[Category:Places]]"),
+    ("Delta", 0, "[[Category:Towns]]"),
+    ("Old Alpha", 0, "#REDIRECT [[Alpha]]", "Alpha"),
+    ("Template:Box", 10, "{{{1}}}"),
+    ("Wiki:About", 4, "project page"),
+]
+
+
+def test_all_pages_of_a_dump_takes_every_article_and_no_redirect(tmp_path):
+    dump = write_dump(tmp_path / "whole.xml", WHOLE_WIKI)
+    result = resolve(tmp_path, dump, "all_pages: true\n")
+    assert result.titles == ["Alpha", "Beta", "Delta", "Gamma"]
+    assert result.counts["all_pages_listed"] == 4 and result.counts["pages"] == 4
+    assert resolve(tmp_path, dump, "all_pages: true\nnamespaces: [0, 4, 10]\n").titles == [
+        "Alpha", "Beta", "Delta", "Gamma", "Template:Box", "Wiki:About"]
+
+
+def test_all_pages_applies_the_exclusions_redirects_resolved(tmp_path):
+    dump = write_dump(tmp_path / "whole.xml", WHOLE_WIKI)
+    assert resolve(tmp_path, dump, "all_pages: true\nexclude_categories: [Towns]\n").titles == ["Beta", "Gamma"]
+    # An excluded redirect takes its target out; the rest of Places' tree stays out too.
+    assert resolve(tmp_path, dump, "all_pages: true\nexclude_pages: [Old Alpha]\n").titles == ["Beta", "Delta", "Gamma"]
+    with pytest.raises(ManifestError, match="resolves to no pages"):
+        resolve(tmp_path, dump, "all_pages: true\nexclude_categories: [Places]\nexclude_pages: [Beta]\n")
+
+
+def test_all_pages_reads_the_dump_once(tmp_path, monkeypatch):
+    from wikiluigi import dump as dump_module
+    passes = []
+    real = dump_module.iter_pages
+    monkeypatch.setattr(dump_module, "iter_pages", lambda *a, **k: (passes.append(a), real(*a, **k))[1])
+    dump = write_dump(tmp_path / "whole.xml", WHOLE_WIKI)
+    result = resolve(tmp_path, dump, "all_pages: true\ninclude_categories: [Places]\nexclude_categories: [Towns]\n"
+                                     "include_pages: [Old Alpha]\nexclude_pages: [Wiki:About]\nnamespaces: [0, 4]\n")
+    assert result.titles == ["Beta", "Gamma"]
+    assert len(passes) == 1
+
+
+CAFE_NFC, CAFE_NFD = "Caf\u00e9", "Cafe\u0301"
+
+
+def test_titles_differing_only_in_case_or_normalisation_are_named_and_get_their_own_files(tmp_path, data_dir):
+    dump = write_dump(tmp_path / "cases.xml", [
+        ("US", 0, "United States"), ("Us", 0, "a film"), ("US (band)", 0, "x"),
+        (CAFE_NFC, 0, "composed"), (CAFE_NFD, 0, "decomposed"), ("Plain", 0, "x"),
+    ], case="case-sensitive")
+    result = resolve(tmp_path, dump, "all_pages: true\n")
+    assert result.case_variants == [sorted([CAFE_NFC, CAFE_NFD]), ["US", "Us"]]
+    assert result.counts["case_variants"] == 4
+    named = [w for w in result.warnings if "differ only in case" in w]
+    assert len(named) == 2 and "'US', 'Us'" in named[1] and repr(CAFE_NFD) in " ".join(named)
+    # Each title its own file, and the names stay apart under NFC (what macOS's file system compares).
+    import unicodedata
+    from wikiluigi import paths
+    stems = [paths.title_to_stem(t) for t in result.titles]
+    assert len({unicodedata.normalize("NFC", s) for s in stems}) == len(result.titles)
+    assert paths.title_to_stem(CAFE_NFC) == CAFE_NFC and paths.title_to_stem("US") == "US"
+    for title in result.titles:
+        paths.raw_page("h", title).parent.mkdir(parents=True, exist_ok=True)
+        paths.raw_page("h", title).write_text(title)
+    assert sorted(p.read_text() for p in paths.raw_dir("h").iterdir()) == sorted(result.titles)
+
+
+def test_case_variants_pass_on_a_case_sensitive_file_system_and_are_refused_on_one_that_folds_case(
+        tmp_path, monkeypatch):
+    """The refusal is shown with paths.case_sensitive answering False: no file system that folds case
+    can be mounted on the test machines (no FUSE library, no casefold support in the kernel)."""
+    from wikiluigi import paths
+    from wikiluigi.derive import refuse_shared_files
+    loaded = parse("dump: x.xml\nall_pages: true\n", tmp_path / "m.yaml", "m")
+    assert paths.case_sensitive(tmp_path)  # Linux's
+    refuse_shared_files([["US", "Us"]], tmp_path, loaded)
+    assert not list(tmp_path.iterdir())  # the probe file is gone
+    monkeypatch.setattr(paths, "case_sensitive", lambda folder: False)
+    with pytest.raises(ManifestError, match=r"m.yaml: 2 titles differ only in case .*'US' / 'Us'.*exclude_pages"):
+        refuse_shared_files([["US", "Us"]], tmp_path, loaded)
+    refuse_shared_files([[CAFE_NFC, CAFE_NFD]], tmp_path, loaded)  # escaped apart: no clash
+
+
+def test_a_title_with_a_line_break_is_left_out_with_a_warning(tmp_path):
+    dump = write_dump(tmp_path / "broken.xml", [("Good", 0, "x"), ("Bad&#10;title", 0, "x"), ("Nul&#9;", 0, "x")])
+    result = resolve(tmp_path, dump, "all_pages: true\n")
+    assert result.titles == ["Good"]
+    assert any("'Bad\\ntitle' holds a control character" in w for w in result.warnings)
+
+
+SITEINFO = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" version="0.11">
+  <siteinfo><sitename>{sitename}</sitename><dbname>{dbname}</dbname>{base}<case>first-letter</case>
+    <namespaces><namespace key="0" case="first-letter" /></namespaces></siteinfo>
+  <page><title>Page</title><ns>0</ns><id>1</id><revision><id>1</id><text>x</text></revision></page>
+</mediawiki>
+"""
+
+
+@pytest.mark.parametrize("dbname, base, element", [
+    ("../../../tmp/evil", "", "<dbname>"),
+    ("..", "", "<dbname>"),
+    ("wiki", "<base>http://../wiki/Main</base>", "<base>'s host"),
+    ("wiki", "<base>http://.hidden/wiki/Main</base>", "<base>'s host"),
+])
+def test_a_dump_whose_site_names_a_path_is_refused_naming_the_element(tmp_path, dbname, base, element):
+    from wikiluigi.paths import PathError
+    dump = tmp_path / "third-party.xml"
+    dump.write_text(SITEINFO.format(sitename="../../x", dbname=dbname, base=base), encoding="utf-8")
+    with pytest.raises(PathError) as error:
+        DumpSource(dump).host
+    message = str(error.value)
+    assert str(dump) in message and element in message and "'host' key" in message
+
+
+def test_a_dumps_host_key_in_the_manifest_overrides_a_hostile_site(tmp_path, data_dir):
+    from wikiluigi.sources import host_of
+    dump = tmp_path / "third-party.xml"
+    dump.write_text(SITEINFO.format(sitename="x", dbname="../..", base=""), encoding="utf-8")
+    assert host_of(parse(f"dump: {dump}\nall_pages: true\nhost: mirror\n", tmp_path / "m.yaml", "m")) == "mirror"

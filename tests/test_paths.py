@@ -50,3 +50,76 @@ def test_layout_follows_the_data_directory(data_dir):
         data_dir / "raw" / "mediawiki" / "memory-alpha.fandom.com" / "Spock.mediawiki")
     assert paths.processed_page("h", "A/B") == data_dir / "processed" / "mediawiki" / "h" / "A%2FB.md"
     assert paths.derived_manifest("demo") == data_dir / "manifests" / "derived" / "demo.yaml"
+
+
+# Property tests: whatever a wiki or a dump calls a page, its file name is a valid Linux file name inside
+# its folder, the title comes back from it, and no two titles share it (nor do their NFC forms).
+import unicodedata
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from wikiluigi.paths import PathError
+
+# Every code point, lone surrogates included (a JSON or YAML escape can carry one), weighted towards the
+# characters that need escaping and the combining marks that make NFC and NFD differ.
+ANY_CHARACTER = st.characters(codec=None, exclude_categories=())
+AWKWARD = st.sampled_from(["%", "/", "\0", ".", "%2F", "%25", "%~", "e\u0301", "\u00e9", "A", "a", "\ud800",
+                           "\u212b", "\u00c5", "I", "\u0130", "\u00df", "SS", " ", "\\", "\n"])
+TITLES = st.lists(st.one_of(ANY_CHARACTER, AWKWARD), max_size=120).map("".join) | st.text(max_size=400)
+FOLDER = Path("/data/raw/mediawiki/host")
+
+
+def valid_linux_file_name(name: str) -> bool:
+    encoded = name.encode("utf-8")  # no lone surrogate either: it would not encode
+    return 0 < len(encoded) <= 255 and b"/" not in encoded and b"\0" not in encoded and name not in (".", "..")
+
+
+@given(TITLES)
+@settings(max_examples=400, deadline=None)
+def test_a_file_name_is_valid_inside_its_folder_and_gives_the_title_back(title):
+    stem = paths.title_to_stem(title)
+    for suffix in (".mediawiki", ".md", ".json"):
+        assert valid_linux_file_name(stem + suffix)
+        assert (FOLDER / f"{stem}{suffix}").parent == FOLDER
+    assert not stem.startswith(".")
+    assert unicodedata.is_normalized("NFC", stem)
+    back = paths.stem_to_title(stem)
+    assert back == title or (back is None and len(title.encode("utf-8", "surrogatepass")) > 80)
+
+
+@given(st.lists(TITLES, min_size=2, max_size=12, unique=True))
+@settings(max_examples=200, deadline=None)
+def test_different_titles_never_share_a_file_name_even_under_nfc(titles):
+    stems = [paths.title_to_stem(t) for t in titles]
+    assert len(set(stems)) == len(titles)
+    assert len({unicodedata.normalize("NFC", s) for s in stems}) == len(titles)
+
+
+@given(st.lists(TITLES, min_size=1, max_size=8, unique=True))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_file_system_takes_every_name_and_lists_each_once(tmp_path_factory, titles):
+    folder = tmp_path_factory.mktemp("pages")
+    for title in titles:
+        (folder / f"{paths.title_to_stem(title)}.md").write_bytes(b"x")
+    assert len(os.listdir(folder)) == len(titles)
+    assert list(folder.parent.glob("*.md")) == []  # nothing landed beside the folder
+
+
+@pytest.mark.parametrize("function", [paths.raw_dir, paths.processed_dir, paths.derived_manifest, paths.report,
+                                      paths.failures_report, paths.model_dir, paths.checkpoint_dir, paths.generated_dir])
+@pytest.mark.parametrize("name", ["..", ".", "../../etc", "a/b", "", ".hidden", "a\0b", "a\\b", "x" * 241, "tab\there"])
+def test_no_folder_named_after_outside_input_can_leave_its_place(function, name, data_dir):
+    with pytest.raises(PathError, match="cannot be a folder name inside the data directory"):
+        function(name)
+
+
+def test_a_hostile_name_is_quoted_shortened_in_the_error():
+    with pytest.raises(PathError) as error:
+        paths.raw_dir("../" * 100_000)
+    assert len(str(error.value)) < 300 and "300000 characters" in str(error.value)
+
+
+def test_ordinary_names_stay_as_they_are(data_dir):
+    assert paths.raw_dir("127.0.0.1:18931").name == "127.0.0.1:18931"
+    assert paths.checkpoint_dir("trek-2").name == "trek-2"

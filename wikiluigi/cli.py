@@ -21,7 +21,10 @@ def list_manifests(_args) -> int:
             print(f"{name}\t(broken: {error})")
             continue
         source = loaded.api or f"dump {loaded.dump}"
-        wanted = ", ".join(loaded.include_categories + loaded.include_pages)
+        every = [f"all pages of namespace {', '.join(map(str, loaded.namespaces))}"] if loaded.all_pages else []
+        wanted = ", ".join(every + list(loaded.include_categories + loaded.include_pages))
+        if loaded.exclude_categories or loaded.exclude_pages:
+            wanted += " except " + ", ".join(loaded.exclude_categories + loaded.exclude_pages)
         print(f"{name}\t{source}\t{wanted}\t({path})")
     return 0
 

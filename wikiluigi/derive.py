@@ -1,21 +1,31 @@
 """Resolve a manifest to its page titles: walk categories (cycle-safe), resolve redirects, apply exclusions."""
+import itertools
 import logging
+import re
+import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
-from wikiluigi.errors import ManifestError
+from wikiluigi import paths
+from wikiluigi.errors import ManifestError, quote
 from wikiluigi.manifest import Manifest
 
 logger = logging.getLogger("wikiluigi")
 
 CATEGORY_NS = 14
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LOGGED_WARNINGS = 20
+_PROGRESS_EVERY = 10_000
 
 
 class CategorySource(Protocol):
     """What a wiki (API or dump) offers the walk."""
 
     def category_members(self, category: str) -> Iterator[tuple[str, int]]: ...
+
+    def all_pages(self, namespace: int) -> Iterator[str]: ...
 
     def resolve(self, titles: Iterable[str]) -> dict[str, tuple[str, int] | None]: ...
 
@@ -26,12 +36,14 @@ class Resolution:
     categories: list[str]
     counts: dict
     warnings: list[str] = field(default_factory=list)
+    case_variants: list[list[str]] = field(default_factory=list)
 
 
 def walk(source: CategorySource, roots: Iterable[str], max_depth: int | None, namespaces: Iterable[int],
          skip: set[str] = frozenset(), progress: Callable[[int, int, str], None] | None = None,
          warnings: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Breadth first from the roots: (member titles in the namespaces, categories walked).
+    `progress(done, known, message)` hears of each category.
 
     A category is walked once however many paths lead to it, so cycles end; `skip` names categories
     not to enter. max_depth 0 takes the roots' own members only.
@@ -45,7 +57,8 @@ def walk(source: CategorySource, roots: Iterable[str], max_depth: int | None, na
         category, depth = queue.popleft()
         walked.append(category)
         if progress:
-            progress(len(walked), len(walked) + len(queue), category)
+            known = len(walked) + len(queue)
+            progress(len(walked), known, f"walking categories: {len(walked)} of {known} known, now {category}")
         count = 0
         for title, ns in source.category_members(category):
             count += 1
@@ -61,50 +74,118 @@ def walk(source: CategorySource, roots: Iterable[str], max_depth: int | None, na
 
 def resolve_manifest(source: CategorySource, manifest: Manifest,
                      progress: Callable[[int, int, str], None] | None = None) -> Resolution:
+    """The manifest's page titles: every page of its namespaces (all_pages), the members of its categories
+    and its single pages, redirects resolved, duplicates and exclusions removed. Sets and dicts all
+    through: time and memory grow linearly with the wiki, a million titles included."""
     warnings: list[str] = []
-    excluded_categories = set(manifest.exclude_categories)
+    namespaces = set(manifest.namespaces)
+    include_pages = set(manifest.include_pages)
     listed, categories = walk(source, manifest.include_categories, manifest.max_depth, manifest.namespaces,
-                              skip=excluded_categories, progress=progress, warnings=warnings)
+                              skip=set(manifest.exclude_categories), progress=progress, warnings=warnings)
     # Pages of excluded categories go, with those of their subcategories.
     excluded_members, _ = walk(source, manifest.exclude_categories, manifest.max_depth, manifest.namespaces)
-    candidates = list(dict.fromkeys(listed + list(manifest.include_pages)))
-    resolved = source.resolve(candidates + [t for t in manifest.exclude_pages if t not in candidates]
-                              + [t for t in excluded_members if t not in candidates])
+    # Every page of the namespaces comes existing, spelt as the wiki does and no redirect: not resolved again.
+    everything = all_pages(source, manifest.namespaces, progress) if manifest.all_pages else {}
+    candidates = dict.fromkeys(itertools.chain(listed, manifest.include_pages))
+    asked = dict.fromkeys(title for title in itertools.chain(candidates, manifest.exclude_pages, excluded_members)
+                          if title not in everything)
+    resolved = source.resolve(list(asked))
+
+    def final(title: str) -> tuple[str, int] | None:
+        return (title, everything[title]) if title in everything else resolved.get(title)
+
     for title in manifest.include_pages:
-        if resolved.get(title) is None:
-            warnings.append(f"include_pages: {title!r} does not exist on the wiki; it is left out.")
-    excluded = {final[0] for t in list(manifest.exclude_pages) + excluded_members
-                if (final := resolved.get(t)) is not None}
-    titles: set[str] = set()
+        if final(title) is None:
+            warnings.append(f"include_pages: {quote(title)} does not exist on the wiki; it is left out.")
+    titles: set[str] = set(everything)
     redirects = missing = 0
     duplicates = len(listed) + len(manifest.include_pages) - len(candidates)
     for title in candidates:
-        final = resolved.get(title)
-        if final is None:
+        found = final(title)
+        if found is None:
             missing += 1
             continue
-        final_title, ns = final
+        final_title, ns = found
         redirects += final_title != title
         if final_title in titles:
             duplicates += 1
-        elif ns in manifest.namespaces or title in manifest.include_pages:
+        elif ns in namespaces or title in include_pages:
             titles.add(final_title)
+    excluded = {found[0] for title in itertools.chain(manifest.exclude_pages, excluded_members)
+                if (found := final(title)) is not None}
     excluded &= titles
     titles -= excluded
-    for warning in warnings:
+    unusable = {title for title in titles if _CONTROL.search(title)}
+    for title in sorted(unusable):
+        warnings.append(f"{quote(title)} holds a control character (a line break, NUL): no wiki has such a "
+                        f"title, so the source is damaged; it is left out.")
+    titles -= unusable
+    variants = case_variants(titles)
+    for group in variants:
+        warnings.append("titles that differ only in case or Unicode normalisation: "
+                        + ", ".join(quote(title) for title in group)
+                        + ": they share one file on a case-insensitive file system (macOS, Windows)")
+    for warning in warnings[:_LOGGED_WARNINGS]:
         logger.warning("%s: %s", manifest.name, warning)
+    if len(warnings) > _LOGGED_WARNINGS:
+        logger.warning("%s: ... and %d more warnings (the derived manifest lists them all)", manifest.name,
+                       len(warnings) - _LOGGED_WARNINGS)
     if not titles:
         raise ManifestError(
             f"{manifest.path}: the manifest resolves to no pages (categories walked: {len(categories)}"
-            f"{'; ' + ' '.join(warnings) if warnings else ''}). Check include_categories and include_pages."
+            f"{'; ' + ' '.join(warnings[:_LOGGED_WARNINGS]) if warnings else ''}). Check all_pages, "
+            f"include_categories and include_pages."
         )
     counts = {
         "categories_walked": len(categories),
         "members_listed": len(listed),
+        "all_pages_listed": len(everything),
         "redirects_resolved": redirects,
         "duplicates_removed": duplicates,
         "missing": missing,
         "excluded": len(excluded),
+        "case_variants": sum(map(len, variants)),
         "pages": len(titles),
     }
-    return Resolution(titles=sorted(titles), categories=categories, counts=counts, warnings=warnings)
+    return Resolution(titles=sorted(titles), categories=categories, counts=counts, warnings=warnings,
+                      case_variants=variants)
+
+
+def all_pages(source: CategorySource, namespaces: Iterable[int],
+              progress: Callable[[int, int, str], None] | None = None) -> dict[str, int]:
+    """Every page title of the namespaces (redirects left out) -> its namespace."""
+    found: dict[str, int] = {}
+    for namespace in namespaces:
+        for title in source.all_pages(namespace):
+            found[title] = namespace
+            if progress and len(found) % _PROGRESS_EVERY == 0:
+                progress(0, 1, f"listing every page: {len(found)} titles so far, namespace {namespace}")
+    return found
+
+
+def case_variants(titles: Iterable[str]) -> list[list[str]]:
+    """Groups of titles that differ only in case or Unicode normalisation ('US' and 'Us'): different pages
+    on the wiki, but one file where the file system folds case (macOS, Windows) or normalisation."""
+    first_of: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
+    for title in titles:
+        key = title.lower() if title.isascii() else unicodedata.normalize("NFC", title).casefold()
+        other = first_of.setdefault(key, title)
+        if other is not title:
+            groups.setdefault(key, [other]).append(title)
+    return sorted(sorted(group) for group in groups.values())
+
+
+def refuse_shared_files(variants: list[list[str]], folder: Path, manifest: Manifest) -> None:
+    """A ManifestError when `folder` is on a file system that folds case and titles would share a file."""
+    variants = [group for group in variants  # those a reversible escape does not already keep apart
+                if len({paths.title_to_stem(title).casefold() for title in group}) < len(group)]
+    if not variants or paths.case_sensitive(folder):
+        return
+    shown = "; ".join(" / ".join(quote(title) for title in group) for group in variants[:5])
+    raise ManifestError(
+        f"{manifest.path}: {sum(map(len, variants))} titles differ only in case or Unicode normalisation "
+        f"({shown}{' ...' if len(variants) > 5 else ''}), and {folder} is on a case-insensitive file "
+        f"system, where each group would share one file. Use a data directory on a case-sensitive file "
+        f"system, or list all but one title of each group in exclude_pages."
+    )

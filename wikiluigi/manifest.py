@@ -1,6 +1,7 @@
 """Manifests: which wiki and which categories and pages; read, checked and normalised here."""
 import functools
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -8,7 +9,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from wikiluigi import paths
-from wikiluigi.errors import ManifestError
+from wikiluigi.errors import ManifestError, quote
 
 # Sections dropped from every page; a manifest's drop_sections adds to these.
 DEFAULT_DROP_SECTIONS = (
@@ -20,6 +21,7 @@ KEYS = {
     "api": "URL of the wiki's api.php (this or dump)",
     "dump": "path to an XML export, .xml or .xml.bz2, relative to the manifest (this or api)",
     "host": "folder name for the wiki's pages (default: the api's host, or the dump's site)",
+    "all_pages": "take every page of the wiki in the manifest's namespaces (default false)",
     "include_categories": "categories whose pages, and subcategories' pages, are taken",
     "include_pages": "single pages taken as well",
     "exclude_categories": "categories whose pages (and subcategories) are left out",
@@ -39,6 +41,7 @@ class Manifest:
     api: str | None = None
     dump: Path | None = None
     host: str = ""
+    all_pages: bool = False
     include_categories: tuple[str, ...] = ()
     include_pages: tuple[str, ...] = ()
     exclude_categories: tuple[str, ...] = ()
@@ -81,7 +84,12 @@ def load(name: str) -> Manifest:
 
 @functools.lru_cache(maxsize=32)
 def _load(path: Path, name: str, _mtime: int, _size: int) -> Manifest:
-    return parse(path.read_text(encoding="utf-8"), path, name)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: byte {exc.start} (counting from 0) is not UTF-8: save the file as UTF-8 text.") from None
+    return parse(text, path, name)
 
 
 def fingerprint(name: str) -> str:
@@ -94,36 +102,43 @@ def source_of(manifest: Manifest) -> dict:
     return {"api": manifest.api} if manifest.api else {"dump": str(manifest.dump)}
 
 
+# Values that YAML aliases (*name) may add to a manifest by repeating others; more is an alias bomb
+# ("billion laughs": 300 bytes that expand to 10^9 values).
+MAX_ALIASED_VALUES = 100_000
+
+
 def parse(text: str, path: Path, name: str | None = None) -> Manifest:
     """Check a manifest's YAML and return it normalised; every error names the file and the key."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ManifestError(f"{path}:{where}: this is not valid YAML ({problem}). Fix the file and run again.") from None
+    data = _read_yaml(text, path)
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: a manifest is a YAML mapping of keys ({', '.join(KEYS)}).")
     unknown = sorted(set(map(str, data)) - set(KEYS))
     if unknown:
+        shown = ", ".join(quote(key) for key in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise ManifestError(
-            f"{path}: unknown key {', '.join(map(repr, unknown))}. Known keys: "
-            + "; ".join(f"{k} ({v})" for k, v in KEYS.items())
+            f"{path}: unknown key {shown}. Known keys: " + "; ".join(f"{k} ({v})" for k, v in KEYS.items())
         )
     check = _Checker(path, data)
     api, dump = check.text("api"), check.text("dump")
     if bool(api) == bool(dump):
         raise ManifestError(f"{path}: give exactly one of 'api' (the wiki's api.php URL) or 'dump' (an XML export).")
-    if api and urlsplit(api).scheme not in ("http", "https"):
-        raise ManifestError(f"{path}: key 'api': {api!r} is not an http(s) URL of api.php.")
+    if api and (urlsplit(api).scheme not in ("http", "https") or not urlsplit(api).netloc):
+        raise ManifestError(f"{path}: key 'api': {quote(api)} is not an http(s) URL of api.php.")
+    if dump and "\0" in dump:
+        check.fail("dump", "the path of an XML export")
+    host = check.text("host")
+    if host is not None:
+        paths.folder_name(host, f"{path}: key 'host'")
+    elif api:
+        host = paths.folder_name(urlsplit(api).netloc, f"{path}: key 'api' (its host, the folder of its pages)")
     dump_path = (path.parent / Path(dump).expanduser()).resolve() if dump else None
     manifest = Manifest(
         name=name or path.stem,
         path=path,
         api=api,
         dump=dump_path,
-        host=check.text("host") or (urlsplit(api).netloc if api else ""),
+        host=host or "",
+        all_pages=check.boolean("all_pages"),
         include_categories=tuple(category_title(c) for c in check.titles("include_categories")),
         include_pages=check.titles("include_pages"),
         exclude_categories=tuple(category_title(c) for c in check.titles("exclude_categories")),
@@ -134,9 +149,82 @@ def parse(text: str, path: Path, name: str | None = None) -> Manifest:
         keep_tables=check.boolean("keep_tables"),
         template_rules=check.mapping("template_rules"),
     )
-    if not manifest.include_categories and not manifest.include_pages:
-        raise ManifestError(f"{path}: name at least one of include_categories or include_pages.")
+    if not manifest.all_pages and not manifest.include_categories and not manifest.include_pages:
+        raise ManifestError(f"{path}: name at least one of include_categories or include_pages, "
+                            f"or take every page with 'all_pages: true'.")
     return manifest
+
+
+def _read_yaml(text: str, path: Path):
+    """The YAML document in `text`; every way it can be wrong (syntax, an alias bomb, nesting too deep for
+    the parser, a date that does not exist) is a ManifestError naming the file."""
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # pure Python: libyaml's composer crashes on deep nesting
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        added = _expanded_size(node) - _distinct_size(node)
+        if added > MAX_ALIASED_VALUES:
+            more = "a value that contains itself" if math.isinf(added) else f"{added:.3g} more values"
+            raise ManifestError(f"{path}: its YAML aliases (*name) expand to {more}: write the values out "
+                                f"instead of repeating anchors.")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f": line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError(f"{path}{where}: this is not valid YAML ({quote(problem, 200)}). "
+                            f"Fix the file and run again.") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: its YAML is nested too deep to read; a manifest needs two levels.") from None
+    except (ValueError, OverflowError) as exc:  # e.g. a date such as 2024-02-30 or a number too long
+        raise ManifestError(f"{path}: a value cannot be read ({quote(str(exc), 200)}). Fix the file and run "
+                            f"again.") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _distinct_size(root: yaml.Node) -> int:
+    """How many nodes the document holds, each counted once however many aliases point to it."""
+    seen = {id(root)}
+    stack = [root]
+    while stack:
+        for child in _children(stack.pop()):
+            if id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
+    return len(seen)
+
+
+def _expanded_size(root: yaml.Node) -> float:
+    """How many values the document holds once every alias is expanded (inf for one that contains
+    itself), in time linear in its distinct nodes: each node's size is computed once."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+        elif key in open_nodes:
+            return math.inf
+        elif key not in sizes:
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+    return sizes[id(root)]
 
 
 def category_title(name: str) -> str:
@@ -153,7 +241,7 @@ class _Checker:
         self.path, self.data = path, data
 
     def fail(self, key: str, expected: str):
-        raise ManifestError(f"{self.path}: key {key!r} should be {expected}, not {self.data[key]!r}.")
+        raise ManifestError(f"{self.path}: key {key!r} should be {expected}, not {quote(self.data[key])}.")
 
     def text(self, key: str) -> str | None:
         value = self.data.get(key)

@@ -197,6 +197,14 @@ class MediaWiki:
             for member in data.get("query", {}).get("categorymembers", []):
                 yield member["title"], int(member.get("ns", 0))
 
+    def all_pages(self, namespace: int, limit: int | str = "max") -> Iterator[str]:
+        """Every page title of one namespace, redirects left out (list=allpages), `limit` per request
+        (500 for anonymous users with "max")."""
+        for data in self.query_all(list="allpages", apnamespace=str(namespace), aplimit=str(limit),
+                                   apfilterredir="nonredirects"):
+            for page in data.get("query", {}).get("allpages", []):
+                yield page["title"]
+
     # Titles and content
     def batches(self, titles: Iterable[str]) -> Iterator[list[str]]:
         batch: list[str] = []

@@ -1,18 +1,24 @@
 """The data layout: where every file of every stage lives, and how a page title becomes a file name."""
 import hashlib
+import os
 import re
 import socket
+import threading
+import unicodedata
 from pathlib import Path
 
 import luigi.configuration
 
 from wikiluigi import config
+from wikiluigi.errors import WikiluigiError, quote
 
 PACKAGE_MANIFESTS = Path(__file__).resolve().parent / "manifests"
 
 # A file name may hold 255 bytes; keep room for the longest suffix we add (".mediawiki", ".json").
 _MAX_STEM_BYTES = 240
 _HASH_MARK = "%~"
+# A folder named after a host, manifest or run, with room for the suffixes added to it (".failures.tsv").
+_MAX_FOLDER_BYTES = 240
 
 
 def data_dir() -> Path:
@@ -31,17 +37,25 @@ def machine_name() -> str:
 def title_to_stem(title: str) -> str:
     """The file name (without suffix) of a page: the title as the wiki spells it, spaces kept.
 
-    Only what a file system cannot hold is escaped, with %XX: '%' itself, '/', NUL and a leading dot.
-    A name longer than a file system allows is cut and ends in '%~' plus a hash of the whole title;
-    the whole title then lives in raw/.../revisions.jsonl and in the derived manifest.
+    Only what a file system cannot hold or would confuse is escaped, with %XX (UTF-8 bytes): '%' itself,
+    '/', NUL and a leading dot; an empty title is '%'. A title not in Unicode NFC (which MediaWiki itself
+    never has: it comes from a hand-made dump) has every non-ASCII character escaped, and so has a lone
+    surrogate: every file name is then in NFC, and two titles that differ only in their normalisation get
+    two files even where the file system folds normalisations (macOS). A name longer than a file system
+    allows is cut and ends in '%~' plus a hash of the whole title; the whole title then lives in
+    raw/.../revisions.jsonl and in the derived manifest.
     """
+    if not title:
+        return "%"
     stem = title.replace("%", "%25").replace("/", "%2F").replace("\0", "%00")
     if stem.startswith("."):
         stem = "%2E" + stem[1:]
+    if not stem.isascii() and (_SURROGATE.search(stem) or not unicodedata.is_normalized("NFC", stem)):
+        stem = _NON_ASCII.sub(_escape, stem)
     encoded = stem.encode("utf-8")
     if len(encoded) <= _MAX_STEM_BYTES:
         return stem
-    digest = hashlib.sha1(title.encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha1(title.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     keep = _MAX_STEM_BYTES - len(_HASH_MARK) - len(digest)
     prefix = encoded[:keep].decode("utf-8", errors="ignore")
     return prefix + _HASH_MARK + digest
@@ -51,13 +65,68 @@ def stem_to_title(stem: str) -> str | None:
     """The title a file name stands for, or None for a cut name (look it up in the metadata)."""
     if _HASH_MARK in stem:
         return None
-    if stem.startswith("%2E"):
-        stem = "." + stem[3:]
-    return _ESCAPE.sub(lambda m: _UNESCAPED[m.group(0)], stem)
+    if stem == "%":
+        return ""
+    return _ESCAPED.sub(lambda m: bytes.fromhex(m.group(0).replace("%", "")).decode("utf-8", "surrogatepass"), stem)
 
 
-_UNESCAPED = {"%25": "%", "%2F": "/", "%00": "\0"}
-_ESCAPE = re.compile("|".join(_UNESCAPED))
+def _escape(match: re.Match) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group(0).encode("utf-8", "surrogatepass"))
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED = re.compile(r"(?:%[0-9A-F]{2})+")
+
+
+class PathError(WikiluigiError):
+    """A name from a manifest, a dump or a wiki cannot be a folder name inside the data directory."""
+
+
+def folder_name(name: str, what: str, advice: str = "") -> str:
+    """`name` when it can be one folder inside its parent, else a PathError naming `what` (the file and
+    key or element it came from). Every folder named after outside input (a wiki's host, a manifest or a
+    run) passes here, so that nothing a manifest, a dump or a wiki says can put a file elsewhere."""
+    problem = _folder_name_problem(name)
+    if problem:
+        raise PathError(f"{what}: {quote(name)} cannot be a folder name inside the data directory "
+                        f"({problem}).{' ' + advice if advice else ''}")
+    return name
+
+
+def _folder_name_problem(name) -> str | None:
+    if not isinstance(name, str):
+        return "it is not text"
+    if not name:
+        return "it is empty"
+    if name in (".", ".."):
+        return "it names a folder above or the folder itself"
+    if name.startswith("."):
+        return "it starts with a dot"
+    for character, said in (("/", "'/'"), ("\\", "'\\'"), ("\0", "a NUL character")):
+        if character in name:
+            return f"it holds {said}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it holds a control character"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeError:
+        return "it is not valid Unicode"
+    if size > _MAX_FOLDER_BYTES:
+        return f"it is {size} bytes long, over {_MAX_FOLDER_BYTES}"
+    return None
+
+
+def case_sensitive(folder: Path) -> bool:
+    """Whether the file system holding `folder` tells 'a' from 'A' in file names: Linux's do, macOS's and
+    Windows' do not by default. Asked by writing a probe file, since a mount can differ from its parent."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".wikiluigi-case-probe-{os.getpid()}-{threading.get_ident()}-a"
+    probe.touch()
+    try:
+        return not probe.with_name(probe.name[:-1] + "A").exists()
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 # Manifests
@@ -67,12 +136,12 @@ def original_manifest_dirs() -> list[Path]:
 
 
 def derived_manifest(name: str) -> Path:
-    return data_dir() / "manifests" / "derived" / f"{name}.yaml"
+    return data_dir() / "manifests" / "derived" / f"{folder_name(name, 'manifest name')}.yaml"
 
 
 # Pages
 def raw_dir(host: str) -> Path:
-    return data_dir() / "raw" / "mediawiki" / host
+    return data_dir() / "raw" / "mediawiki" / folder_name(host, "the wiki's host")
 
 
 def raw_page(host: str, title: str) -> Path:
@@ -91,7 +160,7 @@ def revisions_logs(host: str) -> list[Path]:
 
 
 def processed_dir(host: str) -> Path:
-    return data_dir() / "processed" / "mediawiki" / host
+    return data_dir() / "processed" / "mediawiki" / folder_name(host, "the wiki's host")
 
 
 def processed_page(host: str, title: str) -> Path:
@@ -121,25 +190,25 @@ def trainingset_stats() -> Path:
 
 
 def model_dir(name: str) -> Path:
-    return out_dir() / "model" / name
+    return out_dir() / "model" / folder_name(name, "model name")
 
 
 def checkpoint_dir(run_name: str) -> Path:
-    return out_dir() / "checkpoint" / run_name
+    return out_dir() / "checkpoint" / folder_name(run_name, "run name")
 
 
 def generated_dir(run_name: str) -> Path:
-    return out_dir() / "gen" / run_name
+    return out_dir() / "gen" / folder_name(run_name, "run name")
 
 
 def report(manifest: str) -> Path:
     """The end-of-run summary of one manifest."""
-    return out_dir() / "reports" / f"{manifest}.txt"
+    return out_dir() / "reports" / f"{folder_name(manifest, 'manifest name')}.txt"
 
 
 def failures_report(manifest: str) -> Path:
     """Every failed page of one manifest with its reason, one per line (title, stage, reason)."""
-    return out_dir() / "reports" / f"{manifest}.failures.tsv"
+    return out_dir() / "reports" / f"{folder_name(manifest, 'manifest name')}.failures.tsv"
 
 
 def http_cache() -> Path:

@@ -4,6 +4,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
+from urllib.parse import urlsplit
 
 from wikiluigi import dump, paths
 from wikiluigi.mediawiki import MediaWiki, Revision, Settings
@@ -62,8 +63,14 @@ class DumpSource:
 
     @property
     def host(self) -> str:
+        """The folder of the dump's pages: the host of its <base>, else its <dbname>, else the file's name.
+        A dump anyone may have written can say '../..' there: that is an error, not a folder elsewhere."""
         site = dump.read_siteinfo(self.path)
-        return site.host or self.path.name.split(".")[0]
+        origin = "<siteinfo> <base>'s host" if urlsplit(site.base_url).netloc else "<siteinfo> <dbname>"
+        if not site.host:
+            origin = "file name"
+        return paths.folder_name(site.host or self.path.name.split(".")[0], f"{self.path}: the dump's {origin}",
+                                 advice="Name the folder with the manifest's 'host' key.")
 
     def _build_index(self) -> _DumpIndex:
         """One streaming pass: namespaces, redirects and category members of every page."""
@@ -86,6 +93,14 @@ class DumpSource:
     def category_members(self, category: str) -> Iterator[tuple[str, int]]:
         index = self._build_index()
         yield from index.members.get(index.category_key(category), [])
+
+    def all_pages(self, namespace: int) -> Iterator[str]:
+        """Every page title of one namespace, redirects left out, from the same one pass over the dump
+        as the categories (no page is read twice)."""
+        index = self._build_index()
+        for title, ns in index.namespace_of.items():
+            if ns == namespace and title not in index.redirects:
+                yield title
 
     def resolve(self, titles: Iterable[str]) -> dict[str, tuple[str, int] | None]:
         index = self._build_index()

@@ -5,7 +5,7 @@ import luigi
 
 from wikiluigi import derived, paths, summary
 from wikiluigi.config import fetch as fetch_config
-from wikiluigi.derive import resolve_manifest
+from wikiluigi.derive import refuse_shared_files, resolve_manifest
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.fetch import fetch_pages, pages_to_fetch
 from wikiluigi.manifest import fingerprint, load as load_manifest, source_of
@@ -51,11 +51,8 @@ class DeriveManifest(UsesTheApi, ManifestTask):
     def run(self):
         manifest = self.load_manifest()
         with open_source(source_of(manifest)) as source:
-            resolution = resolve_manifest(
-                source, manifest,
-                progress=lambda done, known, category: self.report(
-                    done, known, f"walking categories: {done} of {known} known, now {category}"),
-            )
+            resolution = resolve_manifest(source, manifest, progress=self.report)
+        refuse_shared_files(resolution.case_variants, paths.data_dir(), manifest)
         result = derived.Derived(
             name=self.manifest, host=host_of(manifest), source=source_of(manifest),
             titles=tuple(resolution.titles), chunk_size=fetch_config().chunk_size, counts=resolution.counts,
