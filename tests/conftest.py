@@ -2,7 +2,7 @@
 import luigi.configuration
 import pytest
 
-pytest_plugins = ["tests.support.wiki_fixtures", "tests.support.luigid"]
+pytest_plugins = ["tests.support.wiki_fixtures", "tests.support.luigid", "tests.support.tiny_gpt2"]
 
 
 @pytest.fixture

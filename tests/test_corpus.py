@@ -1,4 +1,4 @@
-"""wikiluigi.corpus: the training set from processed pages, without Luigi and without TensorFlow."""
+"""wikiluigi.corpus: the training set of a manifest set, its validation pages and JSON Lines, without Luigi or TensorFlow."""
 import json
 
 import pytest
@@ -7,33 +7,107 @@ from wikiluigi import corpus, derived, pagefiles, paths
 from wikiluigi.errors import ModelError
 
 
-def make_manifest(name: str, host: str, pages: dict[str, str | None]) -> None:
+def make_manifest(name: str, host: str, pages: dict[str, str | None], source: dict | None = None) -> None:
     """A derived manifest of these titles; each page with text gets a processed file (None: not converted)."""
-    meta = derived.Derived(name=name, host=host, source={"dump": f"{name}.xml"}, titles=tuple(sorted(pages)),
-                           chunk_size=200, counts={})
+    meta = derived.Derived(name=name, host=host, source=source or {"api": f"https://{host}/w/api.php"},
+                           titles=tuple(sorted(pages)), chunk_size=200, counts={})
     derived.write(paths.derived_manifest(name), meta, [], [])
     for title, text in pages.items():
         if text is not None:
             pagefiles.write_atomic(paths.processed_page(host, title), text)
 
 
-def test_pages_in_manifest_then_title_order_each_wrapped(data_dir):
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_pages_in_manifest_then_title_order_each_wrapped_none_held_out_when_so_few(data_dir):
     make_manifest("trek", "trek.example", {"Spock": "Spock is a Vulcan.\n", "Kirk": "\nKirk commands.\n",
                                            "Data": None, "Empty": "  \n", "A/B": "Slash title."})
     make_manifest("gaul", "gaul.example", {"Asterix": "A Gaul.", "Spock": "Not the same wiki."})
-    stats = corpus.build_trainingset(["trek", "gaul", "trek"])
-    assert paths.trainingset().read_text(encoding="utf-8") == (
+    stats = corpus.build_trainingset(["trek", "gaul", "trek"], validation=0)
+    folder = paths.out_dir() / "trainingset" / "trek+gaul-val0"
+    text = (folder / "train.txt").read_text(encoding="utf-8")
+    assert text == (
         "<|startoftext|>\nSlash title.\n<|endoftext|>\n"
         "<|startoftext|>\nKirk commands.\n<|endoftext|>\n"
         "<|startoftext|>\nSpock is a Vulcan.\n<|endoftext|>\n"
         "<|startoftext|>\nA Gaul.\n<|endoftext|>\n"
         "<|startoftext|>\nNot the same wiki.\n<|endoftext|>\n")
-    text = paths.trainingset().read_text(encoding="utf-8")
-    assert stats == {"manifests": ["trek", "gaul"], "pages": 5, "characters": len(text),
-                     "bytes": len(text.encode("utf-8")), "tokens": {}}
-    assert json.loads(paths.trainingset_stats().read_text(encoding="utf-8")) == stats
-    assert corpus.is_built(["trek", "gaul"]) and not corpus.is_built(["trek"])
-    assert not list(paths.out_dir().glob(".*"))
+    assert (folder / "validation.txt").read_text(encoding="utf-8") == ""
+    assert stats["manifests"] == ["trek", "gaul"] and stats["pages"] == 5 and stats["characters"] == len(text)
+    assert stats["validation"]["pages"] == 0 and "validation 0" in stats["validation"]["note"]
+    assert json.loads((folder / "stats.json").read_text(encoding="utf-8")) == stats
+    assert corpus.is_built(["trek", "gaul"], 0) and not corpus.is_built(["trek"], 0)
+    assert not corpus.is_built(["trek", "gaul"])                    # another split: another folder
+    assert not list(folder.glob(".*"))
+
+
+def test_validation_pages_are_held_out_by_a_stable_hash_with_json_lines_beside(data_dir):
+    pages = {f"Page {n:02d}": f"Text of page {n}." for n in range(40)}
+    make_manifest("big", "big.example", pages)
+    stats = corpus.build_trainingset(["big"])
+    folder = corpus.folder(["big"])
+    assert folder == paths.out_dir() / "trainingset" / "big"
+    held = stats["validation"]["titles"]
+    count = len(held)
+    assert 3 <= count <= 8 and count == stats["validation"]["pages"] and stats["train"]["pages"] == 40 - count
+    assert stats["validation"]["note"] == f"{count} of 40 pages held out for validation (0.1 of 40 asked, at least 3)"
+    train, validation = read_jsonl(folder / "train.jsonl"), read_jsonl(folder / "validation.jsonl")
+    assert sorted(r["title"] for r in validation) == held and len(train) == 40 - count
+    assert not {r["title"] for r in train} & set(held)
+    assert (folder / "validation.txt").read_text(encoding="utf-8").count("<|startoftext|>") == count
+    record = train[0]
+    assert record == {"title": record["title"], "text": pages[record["title"]], "wiki": "big.example",
+                      "url": f"https://big.example/w/index.php?title={record['title'].replace(' ', '+')}",
+                      "revision_id": None}
+    # The same pages give the same split; more pages keep the held-out ones held out (a hash, not a position).
+    make_manifest("big", "big.example", {**pages, **{f"New {n}": "More." for n in range(10)}})
+    again = corpus.build_trainingset(["big"])
+    under = {title for title in held if corpus._held_out_order("big.example", title) < 0.1}
+    assert under and under <= set(again["validation"]["titles"]) and again["validation"]["pages"] >= 3
+
+
+@pytest.mark.parametrize("count, validation, expected", [
+    (3, 0.1, (0, "only 3 page(s): too few to hold any out")), (4, 0.1, (1, "1 of 4 pages held out")),
+    (12, 0.1, (3, "3 of 12 pages held out")), (200, 0.1, (20, "20 of 200")), (10, 4, (4, "4 of 10 pages held out")),
+    (10, 30, (9, "9 of 10 pages held out for validation (30 asked)")),
+])
+def test_a_small_corpus_still_keeps_a_few_and_says_how_many(count, validation, expected):
+    held, note = corpus.held_out_count(count, validation)
+    assert held == expected[0] and expected[1] in note
+
+
+@pytest.mark.parametrize("bad", [-0.1, 2.5, "ten"])
+def test_a_bad_validation_setting_is_a_clear_error(bad):
+    with pytest.raises(ModelError, match=r"validation must be a fraction of the pages \(0 to 1\) or a whole number"):
+        corpus.held_out_count(10, bad)
+
+
+def test_revision_ids_from_every_machines_log_and_urls_with_them(data_dir):
+    make_manifest("trek", "trek.example", {"Spock": "Vulcan.", "Kirk": "Captain.", "Worf": "Klingon."})
+    raw = paths.raw_dir("trek.example")
+    raw.mkdir(parents=True)
+    (raw / "revisions.jsonl").write_text(
+        '{"title": "Spock", "revision_id": 10}\n{"title": "Spock", "revision_id": 12}\n'
+        '{"title": "Kirk", "revision_id": 7}\n{"title": "Wo', encoding="utf-8")          # a line a kill cut short
+    (raw / "revisions-host2.jsonl").write_text('{"title": "Kirk", "revision_id": 9}\n'
+                                               '{"title": "Spock", "revision_id": 11}\n', encoding="utf-8")
+    assert corpus.revision_ids("trek.example") == {"Spock": 12, "Kirk": 9}
+    corpus.build_trainingset(["trek"], validation=0)
+    records = {r["title"]: r for r in read_jsonl(corpus.folder(["trek"], 0) / "train.jsonl")}
+    assert records["Spock"]["revision_id"] == 12 and records["Worf"]["revision_id"] is None
+    assert records["Spock"]["url"] == "https://trek.example/w/index.php?title=Spock&oldid=12"
+
+
+def test_a_dump_pages_url_is_on_the_dumps_site(data_dir, tmp_path):
+    dump = tmp_path / "site.xml"
+    dump.write_text('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/"><siteinfo><sitename>Isles'
+                    '</sitename><base>http://isles.example/wiki/Main_Page</base></siteinfo></mediawiki>',
+                    encoding="utf-8")
+    assert corpus.page_url({"dump": str(dump)}, "Myrling Isles (chain)", 5) == \
+        "http://isles.example/wiki/Myrling_Isles_(chain)?oldid=5"
+    assert corpus.page_url({"dump": str(tmp_path / "gone.xml")}, "X", 5) is None
 
 
 def test_a_page_two_manifests_share_is_taken_once(data_dir):
@@ -47,18 +121,21 @@ def test_an_empty_corpus_is_an_error_naming_the_manifests(data_dir):
     make_manifest("gaul", "gaul.example", {})
     with pytest.raises(ModelError, match=r"No processed pages for manifest\(s\) trek, gaul .*nothing to train on"):
         corpus.build_trainingset(["trek", "gaul"])
-    assert not paths.trainingset().exists() and not paths.trainingset_stats().exists()
-    assert not list(paths.out_dir().iterdir())
+    assert not paths.out_dir().exists() or not list(paths.out_dir().iterdir())
     with pytest.raises(ModelError, match=r"at least one manifest"):
         corpus.build_trainingset([])
 
 
+def test_set_names_are_plain_folder_names():
+    assert corpus.set_name(["startrek"]) == "startrek" and corpus.set_name(["a", "b"], 5) == "a+b-val5"
+    assert "/" not in corpus.set_name(["../../etc"]) and len(corpus.set_name(["x" * 100])) == 12
+
+
 def test_token_counts_are_recorded_per_vocabulary(data_dir):
-    corpus.record_tokens("124M", 10)           # no stats yet: nothing to add to
-    assert not paths.trainingset_stats().exists()
     make_manifest("trek", "trek.example", {"Spock": "Spock."})
+    corpus.record_tokens(corpus.folder(["trek"]), "124M", 10)        # no stats yet: nothing to add to
     corpus.build_trainingset(["trek"])
-    corpus.record_tokens("124M", 12)
-    corpus.record_tokens("scratch-trek", 9)
-    assert corpus.read_stats()["tokens"] == {"124M": 12, "scratch-trek": 9}
+    corpus.record_tokens(corpus.folder(["trek"]), "124M", 12)
+    corpus.record_tokens(corpus.folder(["trek"]), "scratch-trek", 9)
+    assert corpus.read_stats(corpus.folder(["trek"]))["tokens"] == {"124M": 12, "scratch-trek": 9}
     assert corpus.is_built(["trek"])

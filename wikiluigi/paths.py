@@ -181,14 +181,6 @@ def out_dir() -> Path:
     return data_dir() / "out"
 
 
-def trainingset() -> Path:
-    return out_dir() / "trainingset.txt"
-
-
-def trainingset_stats() -> Path:
-    return out_dir() / "trainingset.stats.json"
-
-
 def model_dir(name: str) -> Path:
     return out_dir() / "model" / folder_name(name, "model name")
 

@@ -13,8 +13,8 @@ import luigi.configuration
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from tests.test_gpt2 import startrek_articles
-from wikiluigi import derived, gpt2, pagefiles, paths
+from tests.support.tiny_gpt2 import startrek_articles
+from wikiluigi import corpus, derived, gpt2, pagefiles, paths, runfolder
 from wikiluigi.errors import ModelError
 from wikiluigi.tasks.model import BaseModel, Generate, Train, TrainingSet, scratch_folder
 from wikiluigi.tasks.process import Convert
@@ -22,7 +22,7 @@ from wikiluigi.tasks.process import Convert
 HOST = "startrek.example"
 TINY = {"n_layer": 2, "n_embd": 64, "n_head": 2, "n_ctx": 128, "vocab_size": 1000}
 TRAIN = {"base_model": "scratch", "manifests": '["startrek"]', "batch_size": "4", "learning_rate": "0.003",
-         "sample_length": "128", "save_every": "10", **{k: str(v) for k, v in TINY.items()}}
+         "sample_length": "128", "save_every": "10", "validate_every": "10", **{k: str(v) for k, v in TINY.items()}}
 
 
 def make_manifest(name: str, pages: dict[str, str | None], host: str = HOST) -> None:
@@ -134,15 +134,20 @@ def test_a_run_name_with_a_path_in_it_is_an_error(name):
 
 
 # ------------------------------------------------------------------------------------------ training set
-def test_training_set_task_writes_the_corpus_and_its_stats(startrek):
+def test_training_set_task_writes_the_corpus_folder_of_its_manifest_set(startrek):
     assert build(TrainingSet(manifests=["startrek"])) == (True, [])
-    text = paths.trainingset().read_text(encoding="utf-8")
-    stats = json.loads(paths.trainingset_stats().read_text(encoding="utf-8"))
-    assert stats["manifests"] == ["startrek"] and stats["pages"] == 27 == text.count("<|startoftext|>\n")
-    assert text.startswith("<|startoftext|>\n") and text.endswith("\n<|endoftext|>\n")
+    folder = paths.out_dir() / "trainingset" / "startrek"
+    assert TrainingSet(manifests=["startrek"]).output().path == str(folder)
+    stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+    train, held = (folder / "train.txt").read_text(encoding="utf-8"), (folder / "validation.txt").read_text("utf-8")
+    held_out = stats["validation"]["pages"]
+    assert stats["manifests"] == ["startrek"] and stats["pages"] == 27 and 3 <= held_out <= 6
+    assert train.count("<|startoftext|>\n") == 27 - held_out and held.count("<|startoftext|>\n") == held_out
+    assert len((folder / "validation.jsonl").read_text(encoding="utf-8").splitlines()) == held_out
     assert TrainingSet(manifests=["startrek"]).complete()
+    assert not TrainingSet(manifests=["startrek"], validation=5).complete()        # another split, another folder
     make_manifest("other", {"Worf": "A Klingon."}, host="other.example")
-    assert not TrainingSet(manifests=["startrek", "other"]).complete()   # one file: made from other manifests
+    assert not TrainingSet(manifests=["startrek", "other"]).complete()
 
 
 def test_training_set_of_manifests_without_pages_fails_naming_them(startrek):
@@ -150,7 +155,7 @@ def test_training_set_of_manifests_without_pages_fails_naming_them(startrek):
     ok, errors = build(TrainingSet(manifests=["nothing"]))
     assert not ok
     assert len(errors) == 1 and "No processed pages for manifest(s) nothing" in errors[0]
-    assert not paths.trainingset().exists()
+    assert not (paths.out_dir() / "trainingset" / "nothing" / "stats.json").exists()
 
 
 def test_base_model_download_failure_names_the_model_and_url(data_dir, monkeypatch):
@@ -179,28 +184,52 @@ def test_corpus_to_model_to_samples_then_more_training(startrek, monkeypatch):
         assert sorted(p.name for p in model.iterdir()) == sorted(gpt2.MODEL_FILES)
         run = paths.checkpoint_dir("trek")
         with open(run / "loss.csv", newline="") as f:
-            loss = [float(row["loss"]) for row in csv.DictReader(f)]
+            table = list(csv.DictReader(f))
+        loss = [float(row["loss"]) for row in table]
         assert len(loss) == 30 and sum(loss[-5:]) / 5 < sum(loss[:5]) / 5 - 1.0
-        assert gpt2.saved_step(run) == 30 and (run / "loss.png").exists()
+        assert [int(row["step"]) for row in table if row["val_loss"]] == [10, 20, 30]
+        info = json.loads((run / "run.json").read_text(encoding="utf-8"))
+        assert runfolder.saved_step(run) == 30 and (run / "loss.png").exists() and (run / "report.html").exists()
+        assert info["corpus"] == {"folder": "startrek", "manifests": ["startrek"], "validation": 0.1}
+        held_out = info["corpus_stats"]["validation"]["pages"]
+        assert info["corpus_stats"]["validation"]["note"] == \
+            f"{held_out} of 27 pages held out for validation (0.1 of 27 asked, at least 3)"
+        best = info["best"]
         assert train_reports[-1][0] == 100 and train_reports[-1][1].startswith(f"step 30, loss {loss[-1]:.3f}")
+        assert f"best validation loss {best['val_loss']:.3f} at step {best['step']}" in train_reports[-1][1]
         assert any(m.startswith("step ") and "tokens/s" in m and " left" in m for _, m in train_reports)
-        stats = json.loads(paths.trainingset_stats().read_text(encoding="utf-8"))
+        stats = json.loads((paths.out_dir() / "trainingset" / "startrek" / "stats.json").read_text(encoding="utf-8"))
         assert stats["tokens"]["scratch-startrek-l2-e64-h2-c128-v1000-s1"] > 5000
 
         out = paths.generated_dir("trek")
         index = json.loads((out / "index.json").read_text(encoding="utf-8"))
-        assert index["step"] == 30 and len(index["samples"]) == 20
+        assert index["checkpoint"] == "best" and index["step"] == best["step"] and len(index["samples"]) == 20
         assert all((out / name).read_text(encoding="utf-8").strip() for name in index["samples"])
         assert generate.complete()
         assert not Generate(run_name="trek", length=60, top_k=10, seed=2, batch_size=10).complete()
+        assert not Generate(run_name="trek", length=60, top_k=10, seed=1, batch_size=10, checkpoint="latest").complete()
+        report = (run / "report.html").read_text(encoding="utf-8")
+        assert "out/gen/trek/ (best checkpoint" in report
 
     with config({"Train": {**TRAIN, "steps": "36"}}):
         assert Train(run_name="trek", steps=30).complete() and not Train(run_name="trek").complete()
-        assert not generate.complete()                        # the run moved on: its samples are stale
+        assert not generate.complete()                        # the run moved on: its samples may be stale
         assert build(generate) == (True, [])
     with open(run / "loss.csv", newline="") as f:
         assert [int(row["step"]) for row in csv.DictReader(f)] == list(range(1, 37))
-    assert json.loads((out / "index.json").read_text(encoding="utf-8"))["step"] == 36
+    index = json.loads((out / "index.json").read_text(encoding="utf-8"))
+    assert index["step"] == json.loads((run / "run.json").read_text(encoding="utf-8"))["best"]["step"]
+
+
+@pytest.mark.slow
+def test_train_resumes_only_its_own_corpus(startrek):
+    with config({"Train": {**TRAIN, "steps": "2", "batch_size": "1"}}):
+        assert build(Train(run_name="mine")) == (True, [])
+        make_manifest("other", {"Worf": "A Klingon warrior. " * 200, "Kirk": "A captain. " * 200}, host="other.example")
+        ok, errors = build(Train(run_name="mine", steps=4, manifests=["startrek", "other"]))
+    assert not ok
+    assert any("is another run than this Train describes" in e and "other" in e for e in errors), errors
+    assert runfolder.saved_step(paths.checkpoint_dir("mine")) == 2
 
 
 @pytest.mark.slow
@@ -212,7 +241,7 @@ def test_generate_from_an_existing_run_needs_no_train_parameters(startrek, tmp_p
     done = Generate(run_name="small", existing_run=True, nsamples=2, length=500, seed=1)
     assert build(done) == (True, [])
     index = json.loads((paths.generated_dir("small") / "index.json").read_text(encoding="utf-8"))
-    assert index["length"] == 127 and "length 500 is more than this model can write" in index["messages"][0]
+    assert index["length"] == 124 and "length 500 is more than this model can write" in index["messages"][0]
 
 
 @pytest.mark.slow
@@ -220,4 +249,5 @@ def test_training_with_a_window_beyond_n_ctx_fails_clearly(startrek):
     with config({"Train": {**TRAIN, "steps": "2", "sample_length": "129"}}):
         ok, errors = build(Train(run_name="wide"))
     assert not ok
-    assert any("Train: sample_length 129 does not fit the model: its window n_ctx is 128" in e for e in errors)
+    assert any("Train: The training window 129 (sample_length) does not fit the model: its window n_ctx is 128" in e
+               for e in errors), errors

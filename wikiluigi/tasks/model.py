@@ -1,15 +1,16 @@
-"""The model stage as Luigi tasks: TrainingSet, BaseModel, Train and Generate over wikiluigi.corpus and gpt2.
+"""The model stage as Luigi tasks: TrainingSet, BaseModel, Train and Generate over corpus, gpt2, training, sampling.
 
 TensorFlow is imported by wikiluigi.gpt2 inside the functions run() calls, never when this module loads.
 """
 import hashlib
 import json
+import math
 import os
 import re
 
 import luigi
 
-from wikiluigi import corpus, gpt2, paths
+from wikiluigi import corpus, gpt2, paths, report, runfolder, sampling, training
 from wikiluigi.errors import ModelError
 from wikiluigi.tasks.base import Reporting
 
@@ -58,9 +59,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
-class TrainingSet(Reporting):
-    """Every processed page of the manifests, wrapped in <|startoftext|> ... <|endoftext|>, in one file:
-    out/trainingset.txt, with out/trainingset.stats.json (pages, characters, tokens per vocabulary)."""
+class Validation:
+    """The validation split of a training set; Train and BaseModel pass it on to TrainingSet."""
+
+    validation = luigi.FloatParameter(
+        default=corpus.DEFAULT_VALIDATION, description="Pages held out for validation: a fraction of the pages "
+        "(below 1) or a number of pages (1 or more); a small corpus still keeps a few, 0: none.")
+
+
+class TrainingSet(Validation, Reporting):
+    """Every processed page of the manifests, wrapped in <|startoftext|> ... <|endoftext|>, some held out for
+    validation: out/trainingset/<set>/ with train.txt, validation.txt, train.jsonl, validation.jsonl, stats.json."""
 
     manifests = luigi.ListParameter(description='Manifest names, e.g. \'["startrek"]\'; their pages in this order.')
 
@@ -69,15 +78,14 @@ class TrainingSet(Reporting):
         return [Convert(manifest=name) for name in self.manifests]
 
     def output(self):
-        return luigi.LocalTarget(paths.trainingset())
+        return luigi.LocalTarget(corpus.folder(self.manifests, self.validation))
 
     def complete(self):
-        # One file for every manifest set (the data layout): it is this task's only if made from these manifests.
-        return corpus.is_built(self.manifests)
+        return corpus.is_built(self.manifests, self.validation)
 
     def run(self):
-        stats = corpus.build_trainingset(self.manifests)
-        self.report(1, 1, f"{stats['pages']} pages, {stats['characters']:,} characters")
+        stats = corpus.build_trainingset(self.manifests, self.validation)
+        self.report(1, 1, f"{stats['pages']} pages, {stats['characters']:,} characters; {stats['validation']['note']}")
 
 
 class ScratchShape:
@@ -95,13 +103,14 @@ class ScratchShape:
                 "vocab_size": self.vocab_size}
 
 
-class BaseModel(ScratchShape, Reporting):
+class BaseModel(ScratchShape, Validation, Reporting):
     """A base model in gpt-2-simple's seven-file layout under out/model/<folder>: OpenAI's 124M, 355M, 774M or
     1558M downloaded (out/model/124M), or `scratch`: random weights and a vocabulary trained on the manifests'
     corpus (out/model/scratch-<manifests>-l<layers>-e<width>-h<heads>-c<n_ctx>-v<vocab>-s<seed>)."""
 
     name = BaseModelName(default=SCRATCH, description=f"One of {', '.join(BASE_MODELS)}.")
-    manifests = luigi.ListParameter(default=(), description="scratch: manifests whose corpus trains the vocabulary.")
+    manifests = luigi.ListParameter(default=(), description="scratch: manifests whose pages (training and "
+                                                            "validation) train the vocabulary.")
     seed = luigi.IntParameter(default=1, description="scratch: seed of the random weights.")
 
     @property
@@ -114,7 +123,7 @@ class BaseModel(ScratchShape, Reporting):
         return scratch_folder(self.manifests, seed=self.seed, **self.shape())
 
     def requires(self):
-        return TrainingSet(manifests=self.manifests) if self.scratch else []
+        return TrainingSet(manifests=self.manifests, validation=self.validation) if self.scratch else []
 
     def output(self):
         return luigi.LocalTarget(paths.model_dir(self.folder()))
@@ -129,26 +138,47 @@ class BaseModel(ScratchShape, Reporting):
             gpt2.download_openai_model(target, self.name)
             return
         self.report(0, 1, "training the vocabulary and writing random weights")
-        built = gpt2.build_scratch_model(target, self.input().path, seed=self.seed, **self.shape())
-        corpus.record_tokens(self.folder(), built["tokens"])
+        folder = self.input().path
+        built = gpt2.build_scratch_model(target, [os.path.join(folder, corpus.TRAIN_TEXT),
+                                                  os.path.join(folder, corpus.VALIDATION_TEXT)],
+                                         seed=self.seed, **self.shape())
+        corpus.record_tokens(folder, self.folder(), built["tokens"])
         self.report(1, 1, f"{built['n_vocab']} tokens in the vocabulary; corpus of {built['tokens']:,} tokens")
 
 
-class Train(ScratchShape, Reporting):
-    """Train a run, out/checkpoint/<run_name>, from a base model on the manifests' corpus, up to `steps` steps
-    in all: a run that stopped, or one asked for more steps, goes on from its latest checkpoint."""
+class Train(ScratchShape, Validation, Reporting):
+    """Train a run, out/checkpoint/<run_name>, from a base model on the manifests' training set, up to `steps`
+    steps in all: a run that stopped, or one asked for more steps, goes on from its latest checkpoint. It
+    keeps the best checkpoint by validation loss besides the latest, and writes loss.csv, loss.png,
+    run.json and report.html. A run only resumes on its own corpus, validation split and base model."""
 
     run_name = RunName(description="Name of the run: its folder under out/checkpoint/ and out/gen/.")
     base_model = BaseModelName(default=SCRATCH, description=f"One of {', '.join(BASE_MODELS)}.")
+    backend = luigi.ChoiceParameter(default="tensorflow", choices=tuple(training.BACKENDS),
+                                    description="Training backend: " + ", ".join(training.BACKENDS) + ".")
     manifests = luigi.ListParameter(description='Manifest names whose pages make the corpus, e.g. \'["startrek"]\'.')
     steps = luigi.IntParameter(default=1000, description="Steps in all, counting those of earlier runs.")
     batch_size = luigi.IntParameter(default=1, description="Windows per batch.")
     accumulate = luigi.IntParameter(default=1, description="Batches whose gradients add up to one step.")
     learning_rate = luigi.OptionalFloatParameter(
-        default=None, description="Adam's learning rate; default 1e-3 from scratch (1e-4 barely moves a random "
-                                  "model), 1e-4 to fine-tune OpenAI's.")
+        default=None, description="Peak learning rate (Adam); default 1e-3 from scratch (1e-4 barely moves a "
+                                  "random model), 1e-4 to fine-tune OpenAI's.")
+    schedule = luigi.ChoiceParameter(default="cosine", choices=training.SCHEDULES,
+                                     description="Decay of the learning rate after the warmup, down to "
+                                                 "min_lr_ratio at the last step: cosine, linear or constant.")
+    warmup_steps = luigi.OptionalIntParameter(default=None, description="Steps of linear warmup; default 5% of "
+                                                                        "the steps, at most 100.")
+    min_lr_ratio = luigi.FloatParameter(default=0.1, description="The learning rate at the last step, as a "
+                                                                 "fraction of the peak.")
+    grad_clip = luigi.FloatParameter(default=1.0, description="Clip gradients to this global norm (0: off).")
     seed = luigi.IntParameter(default=1, description="Seed of the batches (and of a scratch model's weights).")
-    save_every = luigi.IntParameter(default=100, description="Save a checkpoint every this many steps.")
+    save_every = luigi.IntParameter(default=100, description="Save the latest checkpoint every this many steps.")
+    validate_every = luigi.IntParameter(default=50, description="Validation loss every this many steps and at "
+                                                                "the end (0: only at the end).")
+    validation_windows = luigi.IntParameter(default=32, description="Windows of the held-out pages the "
+                                                                    "validation loss is measured on (a fixed set).")
+    patience = luigi.IntParameter(default=0, description="Early stopping: stop after this many validations "
+                                                         "without a better loss (0: never).")
     sample_every = luigi.IntParameter(default=0, description="Write a sample to the run's samples/ every this "
                                                              "many steps (0: never).")
     sample_length = luigi.OptionalIntParameter(default=None, description="Training window in tokens, up to the "
@@ -156,31 +186,42 @@ class Train(ScratchShape, Reporting):
 
     def base(self) -> BaseModel:
         if self.base_model == SCRATCH:
-            return BaseModel(name=SCRATCH, manifests=self.manifests, seed=self.seed, **self.shape())
+            return BaseModel(name=SCRATCH, manifests=self.manifests, seed=self.seed, validation=self.validation,
+                             **self.shape())
         return BaseModel(name=self.base_model)
 
     def requires(self):
-        return {"base": self.base(), "corpus": TrainingSet(manifests=self.manifests)}
+        return {"base": self.base(), "corpus": TrainingSet(manifests=self.manifests, validation=self.validation)}
 
     def output(self):
         return luigi.LocalTarget(paths.checkpoint_dir(self.run_name))
 
     def complete(self):
-        return gpt2.saved_step(paths.checkpoint_dir(self.run_name)) >= self.steps
+        return training.finished(paths.checkpoint_dir(self.run_name), self.steps, self.patience)
+
+    def settings(self) -> training.Settings:
+        return training.Settings(
+            steps=self.steps, batch_size=self.batch_size, accumulate=self.accumulate, window=self.sample_length,
+            learning_rate=self.learning_rate or (1e-3 if self.base_model == SCRATCH else 1e-4),
+            schedule=self.schedule, warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio,
+            grad_clip=self.grad_clip, seed=self.seed, save_every=self.save_every, validate_every=self.validate_every,
+            validation_windows=self.validation_windows, patience=self.patience, sample_every=self.sample_every)
 
     def progress(self, step, total, loss, tokens_per_s, seconds_left):
         self.report(step, total, f"step {step}/{total}, loss {loss:.3f}, {tokens_per_s:,.0f} tokens/s, "
                                  f"{_duration(seconds_left)} left")
 
     def run(self):
-        result = gpt2.train(
-            paths.checkpoint_dir(self.run_name), self.input()["base"].path, self.input()["corpus"].path,
-            steps=self.steps, batch_size=self.batch_size, accumulate=self.accumulate,
-            learning_rate=self.learning_rate or (1e-3 if self.base_model == SCRATCH else 1e-4), seed=self.seed, save_every=self.save_every,
-            sample_every=self.sample_every, sample_length=self.sample_length, progress=self.progress)
+        result = training.train(paths.checkpoint_dir(self.run_name), self.input()["base"].path,
+                                self.input()["corpus"].path, self.settings(), backend=self.backend,
+                                progress=self.progress)
         if "dataset_tokens" in result:
-            corpus.record_tokens(self.base().folder(), result["dataset_tokens"])
-        self.report(1, 1, f"step {result['step']}, loss {result['loss']:.3f} (average {result['avg_loss']:.3f})")
+            corpus.record_tokens(self.input()["corpus"].path, self.base().folder(), result["dataset_tokens"])
+        best = result.get("best") or {}
+        said = f", best validation loss {best['val_loss']:.3f} at step {best['step']}" if best else ""
+        stopped = f"; {result['stopped']['reason']}" if result.get("stopped") else ""
+        self.report(1, 1, f"step {result['step']}, loss {result.get('loss', math.nan):.3f} (average "
+                          f"{result.get('avg_loss', math.nan):.3f}){said}{stopped}")
 
 
 class TrainedRun(luigi.ExternalTask):
@@ -189,35 +230,38 @@ class TrainedRun(luigi.ExternalTask):
     run_name = RunName()
 
     def output(self):
-        return luigi.LocalTarget(paths.checkpoint_dir(self.run_name) / "checkpoint")
+        return luigi.LocalTarget(paths.checkpoint_dir(self.run_name) / runfolder.LATEST / runfolder.CHECKPOINT_INFO)
 
 
 class Generate(Reporting):
-    """Samples of a run's latest checkpoint into out/gen/<run_name>/: sample-001.txt ... and index.json.
+    """Samples of a run's best checkpoint (by validation loss; --checkpoint latest for the latest) into
+    out/gen/<run_name>/: sample-001.txt ... and index.json; the run's report.html then shows a few of them.
 
     It requires Train(run_name), whose other parameters come from `--Train-...` flags or luigi.cfg's [Train];
     with --existing-run it takes the run as it is. Complete when index.json is of these settings and of the
-    run's latest step, and the run is trained as far as asked: more training makes new samples.
+    checkpoint's step, and the run is trained as far as asked: more training makes new samples.
     """
 
     run_name = RunName(description="The run to sample from (out/checkpoint/<run_name>).")
+    checkpoint = luigi.ChoiceParameter(default=runfolder.BEST, choices=(runfolder.BEST, runfolder.LATEST),
+                                       description="best (lowest validation loss) or latest.")
     nsamples = luigi.IntParameter(default=20, description="How many samples.")
     length = luigi.OptionalIntParameter(default=None, description="Tokens per sample; default and most: the "
-                                                                  "model's n_ctx minus the prefix.")
+                                                                  "model's n_ctx minus the context.")
     temperature = luigi.FloatParameter(default=0.7, description="Sampling temperature.")
     top_k = luigi.IntParameter(default=0, description="Sample from the k likeliest tokens (0: all).")
     top_p = luigi.FloatParameter(default=0.0, description="Nucleus sampling, overrides top_k (0: off).")
     prefix = luigi.Parameter(default="", description="Text each sample starts with (default: a new page).")
     truncate = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-                                   description="End a sample at the first <|endoftext|> (true/false).")
+                                   description="End a sample at the first end marker (true/false).")
     seed = luigi.OptionalIntParameter(default=None, description="Seed for reproducible samples.")
-    batch_size = luigi.IntParameter(default=1, description="Samples drawn at once.")
+    batch_size = luigi.IntParameter(default=0, description="Samples drawn at once (0: as many as memory allows).")
     existing_run = luigi.BoolParameter(default=False, description="Sample the run as it is, without Train.")
 
     def settings(self) -> dict:
-        return {"nsamples": self.nsamples, "length": self.length, "temperature": self.temperature,
-                "top_k": self.top_k, "top_p": self.top_p, "prefix": self.prefix, "truncate": self.truncate,
-                "seed": self.seed, "batch_size": self.batch_size}
+        return {"checkpoint": self.checkpoint, "nsamples": self.nsamples, "length": self.length,
+                "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "prefix": self.prefix,
+                "truncate": self.truncate, "seed": self.seed, "batch_size": self.batch_size}
 
     def requires(self):
         return TrainedRun(run_name=self.run_name) if self.existing_run else Train(run_name=self.run_name)
@@ -227,19 +271,22 @@ class Generate(Reporting):
 
     def complete(self):
         try:
-            index = json.loads((paths.generated_dir(self.run_name) / gpt2.INDEX).read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
+            index = json.loads((paths.generated_dir(self.run_name) / sampling.INDEX).read_text(encoding="utf-8"))
+            folder, info, _ = runfolder.checkpoint_folder(paths.checkpoint_dir(self.run_name), self.checkpoint)
+        except (FileNotFoundError, ValueError, ModelError):
             return False
-        # Samples of these settings, of the run's latest step, of a run trained as far as Train asks.
-        return (index.get("settings") == self.settings()
-                and index.get("step") == gpt2.saved_step(paths.checkpoint_dir(self.run_name))
-                and self.requires().complete())
+        # Samples of these settings, of the checkpoint as it is now, of a run trained as far as Train asks.
+        return (index.get("settings") == self.settings() and index.get("checkpoint") == folder.name
+                and index.get("step") == info["step"] and self.requires().complete())
 
     def run(self):
-        result = gpt2.generate(
-            paths.checkpoint_dir(self.run_name), paths.generated_dir(self.run_name), nsamples=self.nsamples,
+        run_dir = paths.checkpoint_dir(self.run_name)
+        result = sampling.generate(
+            run_dir, paths.generated_dir(self.run_name), checkpoint=self.checkpoint, nsamples=self.nsamples,
             length=self.length, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             prefix=self.prefix, truncate=self.truncate, seed=self.seed, batch_size=self.batch_size,
             progress=lambda done, total: self.report(done, total, f"{done} of {total} samples"))
-        self.report(1, 1, f"{len(result['samples'])} samples of step {result['step']}"
-                          + "".join(f"; {m}" for m in result["messages"]))
+        report.write(run_dir, samples=result["texts"],
+                     samples_from=f"out/gen/{self.run_name}/ ({result['checkpoint']} checkpoint, step {result['step']})")
+        self.report(1, 1, f"{len(result['samples'])} samples of the {result['checkpoint']} checkpoint, step "
+                          f"{result['step']}" + "".join(f"; {m}" for m in result["messages"]))
