@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import html
+import io
 import lzma
 import re
 import xml.etree.ElementTree as ET
@@ -104,13 +105,15 @@ def read_siteinfo(path: str | Path) -> SiteInfo:
     return SiteInfo(sitename="", base_url="", host="", namespaces={}, namespace_aliases={})
 
 
-def iter_pages(path: str | Path, titles: Iterable[str] | None = None) -> Iterator[DumpPage]:
+def iter_pages(path: str | Path, titles: Iterable[str] | None = None, *, stream_at: int | None = None
+               ) -> Iterator[DumpPage]:
     """Every page of the export in file order; with `titles`, only those (spaces or underscores alike),
-    stopping as soon as all of them were seen."""
+    stopping as soon as all of them were seen. With `stream_at`, the pages of the one bz2 stream of a
+    multistream dump that starts at that byte offset (an offset of its index), and no other."""
     wanted = None if titles is None else {_normalise(t) for t in titles}
     if wanted is not None and not wanted:
         return
-    reader = _Reader(path)
+    reader = _Reader(path, stream_at)
     root = page = None
     with closing(reader.events()) as events:
         for event, elem, name, depth in events:
@@ -184,13 +187,14 @@ class _PageState:
 class _Reader:
     """One pass over an export: (event, element, local name, depth) with every failure a DumpError."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, stream_at: int | None = None):
         self.path = Path(path)
+        self.stream_at = stream_at
         self.pages = 0
         self.last_title: str | None = None
 
     def events(self) -> Iterator[tuple[str, ET.Element, str, int]]:
-        raw, stream = _open(self.path)
+        raw, stream = _open(self.path) if self.stream_at is None else _open_stream(self.path, self.stream_at)
         depth = 0
         title = None
         try:
@@ -272,6 +276,73 @@ def _open(path: Path) -> tuple[BinaryIO, BinaryIO]:
         raw.close()
         raise
     return raw, stream
+
+
+def _open_stream(path: Path, offset: int) -> tuple[BinaryIO, BinaryIO]:
+    """(nothing to close, the XML of one stream of a multistream dump as a document of its own). Its
+    <page>s are wrapped in a <mediawiki> root; the first stream's open root and the last one's closing
+    tag stay as they are."""
+    data = read_stream(path, offset)
+    head = data.lstrip()
+    opening = b"" if head.startswith((b"<?xml", b"<mediawiki")) else b"<mediawiki>"
+    closing = b"" if data.rstrip().endswith(b"</mediawiki>") else b"</mediawiki>"
+    return io.BytesIO(b""), io.BytesIO(opening + data + closing)
+
+
+def read_stream(path: Path, offset: int) -> bytes:
+    """The decompressed bytes of the bz2 stream that starts at `offset` of a multistream file: a fresh
+    decompressor fed from there until the stream's end."""
+    decompressor = bz2.BZ2Decompressor()
+    parts = []
+    try:
+        with open(path, "rb") as raw:
+            raw.seek(offset)
+            while not decompressor.eof:
+                block = raw.read(1 << 16)
+                if not block:
+                    raise DumpError(f"{path}: the bz2 stream at byte {offset} ends early: the file is truncated; "
+                                    f"download it again")
+                parts.append(decompressor.decompress(block))
+    except FileNotFoundError:
+        raise DumpError(f"{path}: no such file") from None
+    except OSError as error:
+        raise DumpError(f"{path}: no bz2 stream starts at byte {offset} ({error}): the index does not belong "
+                        f"to this dump; run DeriveManifest again with the dump's own index beside it") from None
+    return b"".join(parts)
+
+
+def multistream_index(path: str | Path) -> Path | None:
+    """The index beside a multistream dump, as Wikimedia names it: `X-multistream.xml.bz2` has
+    `X-multistream-index.txt.bz2` (or an unpacked `X-multistream-index.txt`); None when there is none."""
+    path = Path(path)
+    stem = path.name.removesuffix(".bz2").removesuffix(".xml")
+    if stem == path.name:
+        return None
+    for name in (f"{stem}-index.txt.bz2", f"{stem}-index.txt"):
+        if (path.parent / name).is_file():
+            return path.parent / name
+    return None
+
+
+def iter_index(path: str | Path) -> Iterator[tuple[int, int, str]]:
+    """(stream offset, page id, title) of each `offset:page_id:title` line of a multistream index."""
+    path = Path(path)
+    try:
+        handle = bz2.open(path, "rt", encoding="utf-8") if path.suffix == ".bz2" else open(path, encoding="utf-8")
+    except OSError as error:
+        raise DumpError(f"{path}: cannot be opened ({error.strerror or error})") from None
+    number = 0
+    try:
+        with handle:
+            for number, line in enumerate(handle, start=1):
+                offset, _, rest = line.partition(":")
+                page_id, _, title = rest.partition(":")
+                if not offset.isdigit() or not page_id.isdigit() or not title.strip():
+                    raise DumpError(f"{path}, line {number}: not an 'offset:page_id:title' line of a "
+                                    f"multistream index: {line.strip()[:80]!r}")
+                yield int(offset), int(page_id), title.rstrip("\n")
+    except (EOFError, OSError, UnicodeDecodeError) as error:
+        raise DumpError(f"{path}: unreadable after line {number} ({error}); download the index again") from None
 
 
 def _normalise(title: str) -> str:

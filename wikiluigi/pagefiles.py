@@ -6,7 +6,7 @@ import itertools
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Collection, Iterable, Iterator
 
 from wikiluigi import paths
 
@@ -135,32 +135,57 @@ def clear_failure(stage_dir: Path, title: str) -> None:
     paths.failure_record(stage_dir, title).unlink(missing_ok=True)
 
 
-def failures(stage_dir: Path, titles: Iterable[str] | None = None) -> list[dict]:
+# Up to this many titles (a chunk), a check stats each page's own file: its cost is the chunk's, however
+# many files the folder holds. Past it (a whole stage's check), one listing of the folder is cheaper.
+PER_PAGE_LIMIT = 20_000
+
+
+def failures(stage_dir: Path, titles: Collection[str] | None = None) -> list[dict]:
     """The failure records in a stage's folder, of the given titles only when titles are given."""
     folder = paths.failure_dir(stage_dir)
-    names = listing(folder)
-    if titles is not None:
-        wanted = {f"{paths.title_to_stem(t)}.json" for t in titles}
-        names = names & wanted
+    if titles is not None and len(titles) <= PER_PAGE_LIMIT:
+        names = [name for title in titles if _exists(folder / (name := f"{paths.title_to_stem(title)}.json"))]
+    else:
+        names = sorted(listing(folder))
+    wanted = None if titles is None else titles if isinstance(titles, (set, frozenset)) else set(titles)
     records = []
-    for name in sorted(names):
+    for name in names:
         try:
-            records.append(json.loads((folder / name).read_text(encoding="utf-8")))
+            record = json.loads((folder / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # removed or being replaced meanwhile
-    return records
+        if wanted is None or record.get("title") in wanted:
+            records.append(record)
+    return sorted(records, key=lambda record: str(record.get("title")))
 
 
-def todo(folder: Path, suffix: str, titles: Iterable[str], failed_count_as_done: bool = True) -> list[str]:
-    """Titles with neither a file in `folder` nor (optionally) a failure record: two listdirs, no stat per page."""
-    present = listing(folder)
-    failed = listing(paths.failure_dir(folder)) if failed_count_as_done else frozenset()
+def todo(folder: Path, suffix: str, titles: Collection[str], failed_count_as_done: bool = True) -> list[str]:
+    """Titles with neither a file in `folder` nor (optionally) a failure record. A chunk's few titles are
+    looked up one by one, a whole stage's through one listing of the folder (and one of .failed)."""
+    failed_dir = paths.failure_dir(folder)
     left = []
+    if len(titles) <= PER_PAGE_LIMIT:
+        for title in titles:
+            stem = paths.title_to_stem(title)
+            if not _exists(folder / f"{stem}{suffix}") and not (
+                    failed_count_as_done and _exists(failed_dir / f"{stem}.json")):
+                left.append(title)
+        return left
+    present = listing(folder)
+    failed = listing(failed_dir) if failed_count_as_done else frozenset()
     for title in titles:
         stem = paths.title_to_stem(title)
         if f"{stem}{suffix}" not in present and f"{stem}.json" not in failed:
             left.append(title)
     return left
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
 
 
 # A listing is reused while its folder's mtime is unchanged and more than a second old (a file

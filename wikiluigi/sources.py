@@ -22,7 +22,43 @@ def open_source(source: dict):
         finally:
             wiki.close()
     else:
-        yield DumpSource(Path(source["dump"]))
+        yield DumpSource(Path(source["dump"]), Path(source["index"]) if source.get("index") else None)
+
+
+@contextmanager
+def open_chunk_source(meta, chunk: int):
+    """Where one chunk of a derived manifest reads its pages: the API; its own streams of a multistream
+    dump (offsets from the derived manifest); or its own file of a plain dump split once (dumpsplit)."""
+    if "api" in meta.source:
+        with open_source(meta.source) as source:
+            yield source
+    elif meta.offsets is not None:
+        yield MultistreamChunk(Path(meta.source["dump"]), dict(zip(meta.chunk(chunk), meta.chunk_offsets(chunk))))
+    else:
+        from wikiluigi import dumpsplit
+        yield dumpsplit.SplitChunk(dumpsplit.chunk_file(meta.name, chunk), Path(meta.source["dump"]).name)
+
+
+def full_source_of(manifest) -> dict:
+    """A manifest's source with what a dump needs to be read fast (its multistream index)."""
+    if not manifest.dump:
+        return {"api": manifest.api}
+    return dump_source_of(manifest)
+
+
+def dump_source_of(manifest) -> dict:
+    """What the derived manifest records of a dump: its path, and its index when it is a multistream dump."""
+    index = dump.multistream_index(manifest.dump)
+    return {"dump": str(manifest.dump), **({"index": str(index)} if index else {})}
+
+
+def dump_stamp(path: Path) -> str:
+    """Size and modification time of a dump: derived offsets and split chunks hold while it is unchanged."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return ""
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def canonical_title(title: str, prefixes: Mapping[str, str] | None = None, capitalize: bool = True) -> str:
@@ -55,10 +91,12 @@ class _DumpIndex:
 
 
 class DumpSource:
-    """An XML export read like an API: categories come from the pages' own category links."""
+    """An XML export read like an API: categories come from the pages' own category links. With the
+    `index` of a multistream dump, a page is read from its own stream instead of from the start."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, index: Path | None = None):
         self.path = path
+        self.index = index
         self._index: _DumpIndex | None = None
 
     @property
@@ -115,16 +153,49 @@ class DumpSource:
             resolved[title] = (final, index.namespace_of[final]) if exists else None
         return resolved
 
+    def stream_offsets(self, titles: Iterable[str]) -> list[int]:
+        """The stream of each title in a multistream dump, from one pass over its index (-1: not in it)."""
+        wanted = dict.fromkeys(titles, -1)
+        for offset, _, title in dump.iter_index(self.index):
+            if title in wanted:
+                wanted[title] = offset
+        return list(wanted.values())
+
     def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
-        wanted = set(titles)
-        found = {page.title: page for page in dump.iter_pages(self.path, titles=wanted)}
+        if self.index is not None:
+            yield from MultistreamChunk(self.path, dict(zip(titles, self.stream_offsets(titles)))).revisions(titles)
+            return
+        found = {page.title: page for page in dump.iter_pages(self.path, titles=set(titles))}
+        yield from _found_or_missing(titles, found, self.path.name)
+
+
+class MultistreamChunk:
+    """Pages of a multistream dump whose streams are known: each stream needed is read once, nothing else."""
+
+    def __init__(self, path: Path, offsets: Mapping[str, int]):
+        self.path = path
+        self.offsets = offsets
+
+    def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
+        streams: dict[int, set[str]] = defaultdict(set)
         for title in titles:
-            page = found.get(title)
-            if page is None:
-                yield title, f"the page is not in {self.path.name}"
-            else:
-                yield title, Revision(title=title, text=page.text, revision_id=page.revision_id,
-                                      timestamp=page.timestamp)
+            offset = self.offsets.get(title, -1)
+            if offset >= 0:
+                streams[offset].add(title)
+        found = {}
+        for offset in sorted(streams):
+            found.update((page.title, page) for page in dump.iter_pages(self.path, streams[offset], stream_at=offset))
+        yield from _found_or_missing(titles, found, self.path.name)
+
+
+def _found_or_missing(titles: list[str], found: Mapping[str, "dump.DumpPage"], where: str
+                      ) -> Iterator[tuple[str, Revision | str]]:
+    for title in titles:
+        page = found.get(title)
+        if page is None:
+            yield title, f"the page is not in {where}"
+        else:
+            yield title, Revision(title=title, text=page.text, revision_id=page.revision_id, timestamp=page.timestamp)
 
 
 def host_of(manifest) -> str:

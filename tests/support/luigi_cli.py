@@ -45,7 +45,11 @@ def run_luigi(data_dir: Path, *args: str, timeout: float = 600, env: dict | None
 
 
 def derived(data_dir: Path, name: str) -> dict:
-    return yaml.safe_load((data_dir / "manifests" / "derived" / f"{name}.yaml").read_text(encoding="utf-8"))
+    """The derived manifest's YAML, with its titles (one a line in the .titles.txt beside it) as "titles"."""
+    folder = data_dir / "manifests" / "derived"
+    document = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8"))
+    document["titles"] = (folder / document["titles_file"]).read_text(encoding="utf-8").splitlines()
+    return document
 
 
 def files(folder: Path, suffix: str) -> dict[str, bytes]:

@@ -1,15 +1,18 @@
 """The fetch stage as Luigi tasks: DeriveManifest, FetchPages (a chunk), FetchPage (one) and Scrape (all)."""
 import re
+from array import array
+from pathlib import Path
 
 import luigi
 
-from wikiluigi import derived, paths, summary
+from wikiluigi import derived, dumpsplit, paths, summary
 from wikiluigi.config import fetch as fetch_config
 from wikiluigi.derive import refuse_shared_files, resolve_manifest
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.fetch import fetch_pages, pages_to_fetch
-from wikiluigi.manifest import fingerprint, load as load_manifest, source_of
-from wikiluigi.sources import host_of, open_source
+from wikiluigi.dump import multistream_index
+from wikiluigi.manifest import fingerprint, load as load_manifest
+from wikiluigi.sources import dump_stamp, full_source_of, host_of, open_chunk_source, open_source
 from wikiluigi.tasks.base import ManifestTask
 
 
@@ -40,26 +43,38 @@ class DeriveManifest(UsesTheApi, ManifestTask):
         return luigi.LocalTarget(paths.derived_manifest(self.manifest))
 
     def complete(self):
-        """Done while the derived manifest exists and comes from the manifest as it is now."""
+        """Done while the derived manifest exists and comes from the manifest (and dump) as they are now."""
         if not self.output().exists():
             return False
         try:
-            return derived.load(self.manifest).manifest_sha256 == fingerprint(self.manifest)
+            meta = derived.load(self.manifest)
+            if meta.manifest_sha256 != fingerprint(self.manifest):
+                return False
+            return "dump" not in meta.source or meta.dump_stamp == dump_stamp(Path(meta.source["dump"]))
         except WikiluigiError:
             return False  # run() then says what is wrong
 
     def run(self):
         manifest = self.load_manifest()
-        with open_source(source_of(manifest)) as source:
+        source_record = full_source_of(manifest)
+        with open_source(source_record) as source:
             resolution = resolve_manifest(source, manifest, progress=self.report)
+            titles, offsets = resolution.titles, None
+            if source_record.get("index"):
+                self.report(0, 1, f"looking up {len(titles)} pages in {source.index.name}")
+                # Chunks in the dump's order, not the alphabet's: each stream is then read by one chunk.
+                located = sorted(zip(source.stream_offsets(titles), titles))
+                titles, offsets = [title for _, title in located], array("q", (offset for offset, _ in located))
         refuse_shared_files(resolution.case_variants, paths.data_dir(), manifest)
         result = derived.Derived(
-            name=self.manifest, host=host_of(manifest), source=source_of(manifest),
-            titles=tuple(resolution.titles), chunk_size=fetch_config().chunk_size, counts=resolution.counts,
-            manifest_sha256=fingerprint(self.manifest),
+            name=self.manifest, host=host_of(manifest), source=source_record,
+            titles=tuple(titles), counts=resolution.counts,
+            chunk_size=derived.chunk_size_for(len(resolution.titles), fetch_config().chunk_size),
+            manifest_sha256=fingerprint(self.manifest), offsets=offsets,
+            dump_stamp=dump_stamp(manifest.dump) if manifest.dump else "",
         )
         derived.write(paths.derived_manifest(self.manifest), result, resolution.categories, resolution.warnings)
-        self.report(1, 1, f"{len(resolution.titles)} pages in {result.chunk_count} chunks")
+        self.report(1, 1, f"{len(titles)} pages in {result.chunk_count} chunks")
 
 
 class ChunkTask(ManifestTask):
@@ -90,18 +105,45 @@ class ChunkTask(ManifestTask):
             raise WikiluigiError(f"{self}: {len(left)} pages were not written, e.g. {left[0]!r}.")
 
 
-class FetchPages(UsesTheApi, ChunkTask):
-    """Fetch a chunk's pages, 50 titles a request; only pages missing on disk are asked for."""
-
-    pages_left = staticmethod(pages_to_fetch)
+class SplitDump(ManifestTask):
+    """A plain dump read once for the whole fetch stage: each chunk's pages into a file of its own."""
 
     def requires(self):
         return DeriveManifest(manifest=self.manifest)
 
+    def complete(self):
+        return DeriveManifest(manifest=self.manifest).complete() and dumpsplit.is_split(derived.load(self.manifest))
+
+    def run(self):
+        meta = derived.load(self.manifest)
+        written = dumpsplit.split(meta, progress=lambda done, total: self.report(
+            done, total, f"read {done} of {total} pages from {Path(meta.source['dump']).name}"))
+        self.report(1, 1, f"{written} pages cut into {meta.chunk_count} chunks")
+
+
+def reads_a_plain_dump(name: str) -> bool:
+    """Whether a manifest's pages come from a dump that can only be read from its start."""
+    try:
+        manifest = load_manifest(name)
+    except WikiluigiError:
+        return False  # the task then fails with the manifest's own error
+    return bool(manifest.dump) and multistream_index(manifest.dump) is None
+
+
+class FetchPages(UsesTheApi, ChunkTask):
+    """Fetch a chunk's pages: 50 titles a request from an API, its own streams of a multistream dump, or
+    its own file of a plain dump read once by SplitDump; only pages missing on disk are asked for."""
+
+    pages_left = staticmethod(pages_to_fetch)
+
+    def requires(self):
+        derive = DeriveManifest(manifest=self.manifest)
+        return [derive, SplitDump(manifest=self.manifest)] if reads_a_plain_dump(self.manifest) else derive
+
     def run(self):
         meta = derived.load(self.manifest)
         titles = self.titles()
-        with open_source(meta.source) as source:
+        with open_chunk_source(meta, self.chunk) as source:
             result = fetch_pages(source, meta.host, titles, progress=lambda done, total: self.report(
                 done, total, f"fetched {done} of {total} pages of chunk {self.chunk}"))
         self.report(1, 1, f"chunk {self.chunk}: {result.fetched} fetched, {len(result.failed)} failed")
@@ -118,7 +160,7 @@ class FetchPage(UsesTheApi, ManifestTask):
 
     def run(self):
         manifest = self.load_manifest()
-        with open_source(source_of(manifest)) as source:  # asked for by name: a failed page is tried again
+        with open_source(full_source_of(manifest)) as source:  # asked for by name: a failed page is tried again
             result = fetch_pages(source, host_of(manifest), [self.title], retry_failed=True)
         if result.failed:
             raise WikiluigiError(f"{manifest.name}: {self.title!r} could not be fetched: {result.failed[self.title]}")
@@ -141,7 +183,7 @@ class AllChunks(ManifestTask):
         if not DeriveManifest(manifest=self.manifest).complete():
             return False
         meta = derived.load(self.manifest)
-        return not self.chunk_task.pages_left(meta.host, list(meta.titles))
+        return not self.chunk_task.pages_left(meta.host, meta.titles)
 
     def requires(self):
         derive = DeriveManifest(manifest=self.manifest)

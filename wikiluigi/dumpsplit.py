@@ -1,0 +1,115 @@
+"""A plain dump cut in one pass into one file of pages per chunk, so that each chunk reads only its own.
+
+A plain `.xml`, `.xml.bz2`, `.gz` or `.xz` export can only be read from its start. Instead of every chunk
+reading it (chunks x dump size), one task reads it once and leaves each chunk's pages in
+`.cache/dump-chunks/<manifest>/chunk-<N>.jsonl.gz` (JSON lines, gzip level 1); `split.json`, written
+last, says which derived manifest and which dump the files were cut for.
+"""
+import bisect
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+from wikiluigi import dump, pagefiles, paths
+from wikiluigi.derived import Derived
+from wikiluigi.errors import DumpError
+from wikiluigi.mediawiki import Revision
+
+# Each chunk's pages wait in memory up to this many bytes, then go to its file as one gzip member:
+# memory is chunks x this (at most MAX_CHUNKS x 64 KiB), however many pages the dump holds.
+_BUFFER_BYTES = 1 << 16
+
+
+def folder(manifest: str) -> Path:
+    return paths.data_dir() / ".cache" / "dump-chunks" / manifest
+
+
+def chunk_file(manifest: str, chunk: int) -> Path:
+    return folder(manifest) / f"chunk-{chunk:05d}.jsonl.gz"
+
+
+def stamp(derived: Derived) -> dict:
+    """What the split files were cut for: a change of any of these cuts them again."""
+    titles = paths.derived_manifest(derived.name)
+    return {"manifest_sha256": derived.manifest_sha256, "dump_stamp": derived.dump_stamp,
+            "chunk_size": derived.chunk_size, "pages": len(derived.titles),
+            "derived_mtime_ns": titles.stat().st_mtime_ns if titles.exists() else 0}
+
+
+def is_split(derived: Derived) -> bool:
+    try:
+        return json.loads((folder(derived.name) / "split.json").read_text(encoding="utf-8")) == stamp(derived)
+    except (OSError, ValueError):
+        return False
+
+
+def split(derived: Derived, progress=None) -> int:
+    """One pass over the dump: every page of the derived manifest into its chunk's file. Returns the
+    number of pages written; a page the dump does not hold is simply absent (its chunk says so)."""
+    target = folder(derived.name)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "split.json").unlink(missing_ok=True)
+    for old in target.glob("chunk-*"):
+        old.unlink()
+    firsts = [derived.titles[i] for i in range(0, len(derived.titles), derived.chunk_size)]
+    buffers: dict[int, list[bytes]] = {}
+    sizes: dict[int, int] = {}
+    written = 0
+
+    def flush(chunk: int) -> None:
+        with open(target / f".chunk-{chunk:05d}.part", "ab") as out:
+            out.write(gzip.compress(b"".join(buffers.pop(chunk)), compresslevel=1, mtime=0))
+        sizes[chunk] = 0
+
+    for page in dump.iter_pages(Path(derived.source["dump"]), titles=derived.title_set):
+        chunk = bisect.bisect_right(firsts, page.title) - 1
+        line = json.dumps({"title": page.title, "revision_id": page.revision_id, "timestamp": page.timestamp,
+                           "text": page.text}, ensure_ascii=False).encode("utf-8") + b"\n"
+        buffers.setdefault(chunk, []).append(line)
+        sizes[chunk] = sizes.get(chunk, 0) + len(line)
+        if sizes[chunk] >= _BUFFER_BYTES:
+            flush(chunk)
+        written += 1
+        if progress and written % 1000 == 0:
+            progress(written, len(derived.titles))
+    for chunk in list(buffers):
+        flush(chunk)
+    for chunk in range(derived.chunk_count):
+        part = target / f".chunk-{chunk:05d}.part"
+        if part.exists():
+            os.replace(part, chunk_file(derived.name, chunk))
+    pagefiles.write_json(target / "split.json", stamp(derived))
+    return written
+
+
+class SplitChunk:
+    """The pages of one chunk, read from its split file."""
+
+    def __init__(self, path: Path, dump_name: str):
+        self.path = path
+        self.dump_name = dump_name
+
+    def pages(self, wanted: set[str]) -> Iterator[dict]:
+        if not self.path.exists():
+            return  # no page of this chunk was in the dump
+        try:
+            with gzip.open(self.path, "rt", encoding="utf-8") as lines:
+                for line in lines:
+                    page = json.loads(line)
+                    if page["title"] in wanted:
+                        yield page
+        except (OSError, EOFError, ValueError) as error:
+            raise DumpError(f"{self.path}: damaged ({error}); delete {self.path.parent} and run again, "
+                            f"it is cut again from the dump") from None
+
+    def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
+        found = {page["title"]: page for page in self.pages(set(titles))}
+        for title in titles:
+            page = found.get(title)
+            if page is None:
+                yield title, f"the page is not in {self.dump_name}"
+            else:
+                yield title, Revision(title=title, text=page["text"], revision_id=page["revision_id"],
+                                      timestamp=page["timestamp"])
