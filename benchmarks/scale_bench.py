@@ -1,0 +1,257 @@
+"""Whole-wiki scale, side by side in one run (not a test):
+
+    python benchmarks/scale_bench.py [--sizes 10k,100k,1m] [--workers 2] [--convert-max 200k] [--api-pages 5000]
+
+For each size, a synthetic wiki written as a Wikimedia multistream dump with its index (prose pages,
+titles ordered unlike page ids, a category tree, a redirect every 20th page; tests/support/synthetic_wiki.py),
+kept in --work between runs. Each size prints, per stage: wall seconds, cost per page, the ratio to the
+floor, the peak RSS of the whole process tree (luigi and every worker it forks, polled every 50 ms) and
+the number of Luigi tasks scheduled:
+  floor          one plain pass over the dump: decompress and parse every page, write nothing
+  DeriveManifest the category walk over the dump (one pass) and the stream of each title from the index
+  Scrape         every page into raw/, each chunk reading only its own streams
+  Convert        every page through pandoc and the filters (up to --convert-max pages)
+  Wikipedia      the whole run, from an empty data directory (up to --convert-max pages)
+  no-op rerun    Wikipedia (or Scrape, past --convert-max) again with everything done
+Then the same stages over the real local MediaWiki's API for --api-pages pages (0: skip), and the
+projection for the whole English Wikipedia. Targets: cost per page flat within 1.5x from the smallest
+size to the largest; Scrape within 3x of the floor; no-op rerun under 2 s at 200k and 5 s at 1M; peak
+RSS under 1 GiB; at most 2,000 tasks.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from tests.support import synthetic_wiki  # noqa: E402
+from wikiluigi import dump  # noqa: E402
+
+# English Wikipedia, pages-articles-multistream (the issue's figures): 6.8 million articles, 22 GB of bz2.
+ENWIKI_ARTICLES = 6_800_000
+ENWIKI_BZ2_BYTES = 22e9
+CONFIG = """[core]
+log_level = WARNING
+[http]
+user_agent = wikiluigi-scale-bench (bench@example.invalid)
+"""
+
+
+def size(text: str) -> int:
+    text = text.strip().lower()
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * factor)
+
+
+class Measure:
+    """Wall time and the peak of the summed RSS of a process and all its descendants."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def watch(self, pid: int) -> None:
+        def poll():
+            try:
+                root = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                return
+            while not self._stop.is_set():
+                total = 0
+                try:
+                    for proc in [root, *root.children(recursive=True)]:
+                        try:
+                            total += proc.memory_info().rss
+                        except psutil.NoSuchProcess:
+                            pass
+                except psutil.NoSuchProcess:
+                    return
+                self.peak = max(self.peak, total)
+                time.sleep(0.05)
+        self._thread = threading.Thread(target=poll, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_luigi(data_dir: Path, task: str, workers: int) -> dict:
+    command = [sys.executable, "-m", "luigi", "--module", "wikiluigi", task, "--manifest", "synth",
+               "--local-scheduler", "--workers", str(workers)]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    env.pop("LUIGI_CONFIG_PATH", None)
+    measure = Measure()
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=data_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    measure.watch(proc.pid)
+    output, _ = proc.communicate()
+    seconds = time.perf_counter() - start
+    measure.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"{task} failed (exit {proc.returncode}):\n{output[-6000:]}")
+    tasks = re.search(r"Scheduled (\d+) tasks", output)
+    return {"seconds": seconds, "rss": measure.peak, "tasks": int(tasks.group(1)) if tasks else 0}
+
+
+def floor_pass(path: Path) -> dict:
+    """One plain pass, in a process of its own so that its RSS is its own."""
+    code = ("import sys, time; from wikiluigi import dump; t = time.perf_counter(); "
+            "n = sum(1 for _ in dump.iter_pages(sys.argv[1])); print(n, time.perf_counter() - t)")
+    measure = Measure()
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    measure.watch(proc.pid)
+    output, _ = proc.communicate()
+    measure.stop()
+    pages, seconds = output.split()
+    return {"seconds": float(seconds), "rss": measure.peak, "tasks": 0, "pages_in_dump": int(pages)}
+
+
+def data_dir_for(root: Path, name: str, manifest: dict) -> Path:
+    folder = root / name
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "manifests" / "originals").mkdir(parents=True)
+    (folder / "manifests" / "originals" / "synth.yaml").write_text(yaml.safe_dump(manifest))
+    (folder / "luigi.cfg").write_text(CONFIG)
+    return folder
+
+
+def wiki_of(work: Path, pages: int) -> synthetic_wiki.SyntheticWiki:
+    """The synthetic multistream wiki of that size, written once and kept in `work`."""
+    folder = work / f"dump-{pages}"
+    done = folder / "done.yaml"
+    if done.exists():
+        info = yaml.safe_load(done.read_text())
+        return synthetic_wiki.SyntheticWiki(dump=folder / info["dump"], index=folder / info["index"],
+                                            articles=[], pages=info["pages"])
+    shutil.rmtree(folder, ignore_errors=True)
+    start = time.perf_counter()
+    wiki = synthetic_wiki.write_multistream(folder, pages)
+    done.write_text(yaml.safe_dump({"dump": wiki.dump.name, "index": wiki.index.name, "pages": wiki.pages}))
+    print(f"  wrote {wiki.dump.name} ({pages:,} articles, {wiki.dump.stat().st_size / 1e6:.0f} MB) "
+          f"in {time.perf_counter() - start:.0f} s", flush=True)
+    return wiki
+
+
+def bench_size(work: Path, pages: int, workers: int, convert_max: int) -> dict:
+    wiki = wiki_of(work, pages)
+    manifest = {"dump": str(wiki.dump), "host": "synth", "include_categories": [synthetic_wiki.ROOT_CATEGORY]}
+    rows = {"floor": floor_pass(wiki.dump)}
+    folder = data_dir_for(work, f"run-{pages}", manifest)
+    rows["DeriveManifest"] = run_luigi(folder, "DeriveManifest", workers)
+    rows["Scrape"] = run_luigi(folder, "Scrape", workers)
+    converted = pages <= convert_max
+    if converted:
+        rows["Convert"] = run_luigi(folder, "Convert", workers)
+        whole = data_dir_for(work, f"whole-{pages}", manifest)
+        rows["Wikipedia"] = run_luigi(whole, "Wikipedia", workers)
+        shutil.rmtree(whole)
+    rows["no-op rerun"] = run_luigi(folder, "Wikipedia" if converted else "Scrape", workers)
+    shutil.rmtree(folder)
+    return {"rows": rows, "dump_bytes": wiki.dump.stat().st_size, "pages": pages}
+
+
+def bench_api(work: Path, pages: int, workers: int) -> dict:
+    from tests.support.mediawiki import LocalMediaWiki
+    plain = synthetic_wiki.write_plain(work / f"api-{pages}.xml", pages)
+    start = time.perf_counter()
+    with LocalMediaWiki(plain.dump, workers=max(2, workers)) as wiki:
+        built = time.perf_counter() - start
+        manifest = {"api": wiki.api_url, "include_categories": [synthetic_wiki.ROOT_CATEGORY]}
+        folder = data_dir_for(work, f"api-run-{pages}", manifest)
+        (folder / "luigi.cfg").write_text(CONFIG + f"[resources]\nwiki_api_127_0_0_1_{wiki.port} = {workers}\n")
+        rows = {"DeriveManifest": run_luigi(folder, "DeriveManifest", workers),
+                "Scrape": run_luigi(folder, "Scrape", workers),
+                "no-op rerun": run_luigi(folder, "Scrape", workers)}
+    shutil.rmtree(folder)
+    plain.dump.unlink()
+    return {"rows": rows, "pages": pages, "built": built}
+
+
+def print_table(results: list[dict], title: str) -> None:
+    print(f"\n{title}")
+    header = f"{'stage':<15}" + "".join(f"| {r['pages']:>9,} pages: s, ms/page, x floor, RSS MiB, tasks " for r in results)
+    print(header)
+    stages = dict.fromkeys(stage for r in results for stage in r["rows"])
+    for stage in stages:
+        line = f"{stage:<15}"
+        for r in results:
+            row = r["rows"].get(stage)
+            if row is None:
+                line += f"| {'-':>56} "
+                continue
+            floor = r["rows"].get("floor", {}).get("seconds")
+            ratio = f"{row['seconds'] / floor:6.2f}x" if floor else "      -"
+            line += (f"| {row['seconds']:9.2f} s {1000 * row['seconds'] / r['pages']:8.3f} {ratio} "
+                     f"{row['rss'] / 2**20:8.0f} {row['tasks']:6d}      ")
+        print(line)
+
+
+def print_flatness(results: list[dict]) -> None:
+    if len(results) < 2:
+        return
+    small, large = results[0], results[-1]
+    print(f"\ncost per page at {large['pages']:,} / at {small['pages']:,} (target <= 1.5):")
+    for stage, row in large["rows"].items():
+        if stage in small["rows"]:
+            ratio = (row["seconds"] / large["pages"]) / (small["rows"][stage]["seconds"] / small["pages"])
+            print(f"  {stage:<15} {ratio:5.2f}")
+
+
+def print_projection(result: dict, workers: int) -> None:
+    """Whole English Wikipedia from the largest size's costs, scaled by compressed bytes (the passes) or by
+    pages (the chunked stages, which spread over every core of every machine)."""
+    rows, pages = result["rows"], result["pages"]
+    by_bytes = ENWIKI_BZ2_BYTES / result["dump_bytes"]
+    derive = rows["DeriveManifest"]["seconds"] * by_bytes          # one process: does not spread
+    scrape_core = rows["Scrape"]["seconds"] * workers * by_bytes   # core-seconds, spreads over cores
+    print(f"\nprojection for English Wikipedia ({ENWIKI_ARTICLES:,} articles, {ENWIKI_BZ2_BYTES / 1e9:.0f} GB bz2), "
+          f"from {pages:,} pages ({result['dump_bytes'] / 1e6:.0f} MB bz2) x {by_bytes:,.0f} by bytes:")
+    convert_core = None
+    if "Convert" in rows:
+        convert_core = rows["Convert"]["seconds"] * workers * ENWIKI_ARTICLES / pages
+    for machines in (1, 10):
+        cores = 16 * machines
+        total = derive + scrape_core / cores + (convert_core or 0) / cores
+        print(f"  {machines:>2} x 16 cores: derive {derive / 3600:5.2f} h (one pass) + scrape "
+              f"{scrape_core / cores / 3600:5.2f} h" + (f" + convert {convert_core / cores / 3600:5.2f} h "
+                                                         f"(synthetic pages; real articles are larger)"
+                                                         if convert_core else " (convert not measured at this size)")
+              + f" = {total / 3600:5.2f} h")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10k", help="comma-separated article counts: 10k,100k,1m")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="luigi --workers (default: cores)")
+    parser.add_argument("--convert-max", default="200k", help="largest size that is also converted")
+    parser.add_argument("--api-pages", default="0", help="pages for the API path on the local MediaWiki (0: skip)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/wikiluigi-scale-bench"),
+                        help="folder for the dumps (kept between runs) and the data directories")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for pages in sorted(size(s) for s in args.sizes.split(",")):
+        print(f"{pages:,} articles, --workers {args.workers} ...", flush=True)
+        results.append(bench_size(args.work, pages, args.workers, size(args.convert_max)))
+    print_table(results, f"multistream dump, --workers {args.workers} on {os.cpu_count()} cores")
+    print_flatness(results)
+    if size(args.api_pages):
+        api = bench_api(args.work, size(args.api_pages), args.workers)
+        print_table([api], f"API of the local MediaWiki (built from the dump in {api['built']:.0f} s)")
+    print_projection(results[-1], args.workers)
+
+
+if __name__ == "__main__":
+    main()
