@@ -27,8 +27,6 @@ def fetch_pages(source, host: str, titles: list[str], progress: Callable[[int, i
     convert stage's too (that one was about the page missing or older)."""
     report = FetchReport()
     stage_dir = paths.raw_dir(host)
-    pagefiles.remove_stale_temporaries(stage_dir)
-    pagefiles.remove_stale_temporaries(paths.failure_dir(stage_dir))
     if retry_failed:
         todo = pagefiles.todo(stage_dir, RAW_SUFFIX, titles, failed_count_as_done=False)
     else:

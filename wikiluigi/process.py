@@ -27,7 +27,6 @@ def process_pages(host: str, titles: list[str], options, timeout: float | None =
 
     report = ProcessReport()
     stage_dir = paths.processed_dir(host)
-    pagefiles.remove_stale_temporaries(stage_dir)  # left by a killed run
     todo = pages_to_process(host, titles)
     pages = {}
     for title in todo:

@@ -24,6 +24,7 @@ class ProcessPages(ChunkTask):
     """Convert a chunk's pages to Markdown with one pandoc process; only pages without Markdown are done."""
 
     pages_left = staticmethod(pages_to_process)
+    stage_dir = staticmethod(paths.processed_dir)
 
     def requires(self):
         return FetchPages(manifest=self.manifest, chunk=self.chunk)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import luigi
 
-from wikiluigi import derived, dumpsplit, paths, summary
+from wikiluigi import derived, dumpsplit, pagefiles, paths, summary
 from wikiluigi.config import fetch as fetch_config
 from wikiluigi.derive import refuse_shared_files, resolve_manifest
 from wikiluigi.errors import WikiluigiError
@@ -87,6 +87,11 @@ class ChunkTask(ManifestTask):
         """The titles this stage still has to do (neither a file nor a failure record)."""
         raise NotImplementedError
 
+    @staticmethod
+    def stage_dir(host: str) -> Path:
+        """The folder this stage writes its pages to."""
+        raise NotImplementedError
+
     def titles(self) -> list[str]:
         return list(derived.load(self.manifest).chunk(self.chunk))
 
@@ -135,6 +140,7 @@ class FetchPages(UsesTheApi, ChunkTask):
     its own file of a plain dump read once by SplitDump; only pages missing on disk are asked for."""
 
     pages_left = staticmethod(pages_to_fetch)
+    stage_dir = staticmethod(paths.raw_dir)
 
     def requires(self):
         derive = DeriveManifest(manifest=self.manifest)
@@ -191,6 +197,10 @@ class AllChunks(ManifestTask):
 
     def run(self):
         yield self.chunk_tasks()
+        # What killed writes left, cleared once a stage: a chunk must not list a million-page folder.
+        stage_dir = self.chunk_task.stage_dir(derived.load(self.manifest).host)
+        pagefiles.remove_stale_temporaries(stage_dir)
+        pagefiles.remove_stale_temporaries(paths.failure_dir(stage_dir))
 
 
 class Scrape(AllChunks):
