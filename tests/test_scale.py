@@ -50,13 +50,17 @@ class PassCounter:
 
         def counting_events(reader):
             for event in events(reader):
-                if event[0] == "end" and event[3] == 2 and event[2] == "page" and reader.stream_at is None:
+                if event[0] == "end" and event[3] == 2 and event[2] == "page" and reader.streams is None:
                     counter.whole += 1
                 yield event
+
+        def counting_init(reader, path, streams=None):
+            init(reader, path, streams)
+            if streams is not None:
+                counter.streams.extend(range(*streams) if streams[1] - streams[0] == 1 else [streams])
+        init = dump._Reader.__init__
         monkeypatch.setattr(dump._Reader, "events", counting_events)
-        read_stream = dump.read_stream
-        monkeypatch.setattr(dump, "read_stream", lambda path, offset: (self.streams.append(offset),
-                                                                       read_stream(path, offset))[1])
+        monkeypatch.setattr(dump._Reader, "__init__", counting_init)
 
 
 def test_multistream_chunk_reads_equal_a_full_read(multistream, monkeypatch):
@@ -74,16 +78,26 @@ def test_multistream_chunk_reads_equal_a_full_read(multistream, monkeypatch):
     assert len(counter.streams) <= 3
 
 
+def test_the_category_index_of_a_multistream_dump_read_by_two_processes_equals_one_pass(multistream, monkeypatch):
+    one_pass = DumpSource(multistream.dump)._build_index()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    by_streams = DumpSource(multistream.dump, multistream.index)._build_index()
+    assert list(by_streams.namespace_of.items()) == list(one_pass.namespace_of.items())
+    assert by_streams.redirects == one_pass.redirects and len(one_pass.redirects) == 21
+    assert by_streams.members == one_pass.members and len(one_pass.members) == 111
+
+
 def test_a_multistream_dump_scrapes_by_stream_and_matches_the_plain_dump(data_dir, multistream, monkeypatch,
                                                                         small_chunks, tmp_path):
     plain = synthetic_wiki.write_plain(tmp_path / "plain.xml.bz2", 430, paragraphs=1)
     write_manifest(data_dir, "ms", multistream.dump)
     write_manifest(data_dir, "plain", plain.dump)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # two cores, even on one
     counter = PassCounter(monkeypatch)
     build(Scrape(manifest="ms"))
     meta = derived.load("ms")
     assert meta.source["index"] == str(multistream.index) and meta.chunk_count == 11
-    assert counter.whole == multistream.pages                   # the derive pass only
+    assert counter.whole == 0      # derive read runs of streams in processes of its own, fetch single streams
     # Chunks follow the dump's order: a stream is read again only where a chunk boundary cuts it.
     assert len(counter.streams) <= len(set(counter.streams)) + meta.chunk_count - 1
     build(Scrape(manifest="plain"))

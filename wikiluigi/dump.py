@@ -105,15 +105,16 @@ def read_siteinfo(path: str | Path) -> SiteInfo:
     return SiteInfo(sitename="", base_url="", host="", namespaces={}, namespace_aliases={})
 
 
-def iter_pages(path: str | Path, titles: Iterable[str] | None = None, *, stream_at: int | None = None
-               ) -> Iterator[DumpPage]:
+def iter_pages(path: str | Path, titles: Iterable[str] | None = None, *,
+               streams: tuple[int, int] | None = None) -> Iterator[DumpPage]:
     """Every page of the export in file order; with `titles`, only those (spaces or underscores alike),
-    stopping as soon as all of them were seen. With `stream_at`, the pages of the one bz2 stream of a
-    multistream dump that starts at that byte offset (an offset of its index), and no other."""
+    stopping as soon as all of them were seen. With `streams` (start, end), only the pages of a
+    multistream dump's bz2 streams that start at byte offsets (those of its index) from start to before
+    end: (offset, offset + 1) reads one stream."""
     wanted = None if titles is None else {_normalise(t) for t in titles}
     if wanted is not None and not wanted:
         return
-    reader = _Reader(path, stream_at)
+    reader = _Reader(path, streams)
     root = page = None
     with closing(reader.events()) as events:
         for event, elem, name, depth in events:
@@ -187,14 +188,17 @@ class _PageState:
 class _Reader:
     """One pass over an export: (event, element, local name, depth) with every failure a DumpError."""
 
-    def __init__(self, path: str | Path, stream_at: int | None = None):
+    def __init__(self, path: str | Path, streams: tuple[int, int] | None = None):
         self.path = Path(path)
-        self.stream_at = stream_at
+        self.streams = streams
         self.pages = 0
         self.last_title: str | None = None
 
     def events(self) -> Iterator[tuple[str, ET.Element, str, int]]:
-        raw, stream = _open(self.path) if self.stream_at is None else _open_stream(self.path, self.stream_at)
+        if self.streams is None:
+            raw, stream = _open(self.path)
+        else:
+            raw = stream = io.BufferedReader(_Streams(self.path, *self.streams), 1 << 16)
         depth = 0
         title = None
         try:
@@ -278,37 +282,61 @@ def _open(path: Path) -> tuple[BinaryIO, BinaryIO]:
     return raw, stream
 
 
-def _open_stream(path: Path, offset: int) -> tuple[BinaryIO, BinaryIO]:
-    """(nothing to close, the XML of one stream of a multistream dump as a document of its own). Its
-    <page>s are wrapped in a <mediawiki> root; the first stream's open root and the last one's closing
-    tag stay as they are."""
-    data = read_stream(path, offset)
-    head = data.lstrip()
-    opening = b"" if head.startswith((b"<?xml", b"<mediawiki")) else b"<mediawiki>"
-    closing = b"" if data.rstrip().endswith(b"</mediawiki>") else b"</mediawiki>"
-    return io.BytesIO(b""), io.BytesIO(opening + data + closing)
+class _Streams(io.RawIOBase):
+    """The decompressed XML of the bz2 streams of a multistream dump that start at byte offsets in
+    [start, end), read one after the other with a fresh decompressor each, as one document: their
+    <page>s wrapped in a <mediawiki> root."""
 
+    def __init__(self, path: Path, start: int, end: int):
+        self.path, self.end = path, end
+        try:
+            self.raw = open(path, "rb")
+        except FileNotFoundError:
+            raise DumpError(f"{path}: no such file") from None
+        self.raw.seek(start)
+        self.position = start
+        self.decompressor: bz2.BZ2Decompressor | None = None
+        self.pending = memoryview(b"<mediawiki>")
+        self.finished = False
 
-def read_stream(path: Path, offset: int) -> bytes:
-    """The decompressed bytes of the bz2 stream that starts at `offset` of a multistream file: a fresh
-    decompressor fed from there until the stream's end."""
-    decompressor = bz2.BZ2Decompressor()
-    parts = []
-    try:
-        with open(path, "rb") as raw:
-            raw.seek(offset)
-            while not decompressor.eof:
-                block = raw.read(1 << 16)
-                if not block:
-                    raise DumpError(f"{path}: the bz2 stream at byte {offset} ends early: the file is truncated; "
-                                    f"download it again")
-                parts.append(decompressor.decompress(block))
-    except FileNotFoundError:
-        raise DumpError(f"{path}: no such file") from None
-    except OSError as error:
-        raise DumpError(f"{path}: no bz2 stream starts at byte {offset} ({error}): the index does not belong "
-                        f"to this dump; run DeriveManifest again with the dump's own index beside it") from None
-    return b"".join(parts)
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending and not self.finished:
+            self._decompress_more()
+        count = min(len(buffer), len(self.pending))
+        buffer[:count] = self.pending[:count]
+        self.pending = self.pending[count:]
+        return count
+
+    def _decompress_more(self) -> None:
+        if self.decompressor is None:
+            if self.position >= self.end:
+                self.pending, self.finished = memoryview(b"</mediawiki>"), True
+                return
+            self.decompressor = bz2.BZ2Decompressor()
+        block = self.raw.read(1 << 16)
+        if not block:
+            raise DumpError(f"{self.path}: the bz2 stream at byte {self.position} ends early: the file is "
+                            f"truncated; download it again")
+        try:
+            data = self.decompressor.decompress(block)
+        except OSError as error:
+            raise DumpError(f"{self.path}: no bz2 stream starts at byte {self.position} ({error}): the index "
+                            f"does not belong to this dump; run DeriveManifest again with the dump's own "
+                            f"index beside it") from None
+        if self.decompressor.eof:  # this stream ends here: the next one starts where its data stops
+            self.position = self.raw.tell() - len(self.decompressor.unused_data)
+            self.raw.seek(self.position)
+            self.decompressor = None
+        if data.rstrip().endswith(b"</mediawiki>"):  # the closing stream of the dump
+            data = data.rstrip()[:-len(b"</mediawiki>")]
+        self.pending = memoryview(data)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 def multistream_index(path: str | Path) -> Path | None:

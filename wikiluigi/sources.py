@@ -1,5 +1,8 @@
 """Where a manifest's pages come from, a live API or an XML dump, behind one interface for derive and fetch."""
+import multiprocessing
+import os
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,14 +122,30 @@ class DumpSource:
                              for alias, key in site.namespace_aliases.items()})
             prefixes.setdefault("category", site.namespaces.get(14, "Category"))
             index = _DumpIndex({}, {}, defaultdict(list), prefixes, capitalize=site.case != "case-sensitive")
-            for page in dump.iter_pages(self.path):
-                index.namespace_of[page.title] = page.ns
-                if page.redirect_target:
-                    index.redirects[page.title] = canonical_title(page.redirect_target, prefixes, index.capitalize)
-                for category in dump.category_links(page.text, site.category_names, capitalize=index.capitalize):
-                    index.members[index.category_key(category)].append((page.title, page.ns))
+            for title, ns, redirect, categories in self._summaries(site.category_names, prefixes, index.capitalize):
+                index.namespace_of[title] = ns
+                if redirect:
+                    index.redirects[title] = redirect
+                for category in categories:
+                    index.members[category].append((title, ns))
             self._index = index
         return self._index
+
+    def _summaries(self, category_names, prefixes, capitalize) -> Iterator[tuple]:
+        """(title, namespace, redirect target, category keys) of every page, in dump order. A multistream
+        dump's streams are read by one process per core, each its own run of streams (from the index)."""
+        processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if self.index is None or processes < 2:
+            yield from _iter_summaries(self.path, None, category_names, prefixes, capitalize)
+            return
+        offsets = sorted({offset for offset, _, _ in dump.iter_index(self.index)})
+        parts = min(len(offsets), processes * 4)  # a few parts a process: one slow part holds up no one
+        bounds = [offsets[len(offsets) * i // parts] for i in range(parts)] + [offsets[-1] + 1]
+        ranges = [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+            for part in pool.map(_summarise, *zip(*[(self.path, streams, category_names, prefixes, capitalize)
+                                                    for streams in ranges])):
+                yield from part
 
     def category_members(self, category: str) -> Iterator[tuple[str, int]]:
         index = self._build_index()
@@ -169,6 +188,20 @@ class DumpSource:
         yield from _found_or_missing(titles, found, self.path.name)
 
 
+def _iter_summaries(path: Path, streams: tuple[int, int] | None, category_names, prefixes, capitalize
+                    ) -> Iterator[tuple]:
+    """What the category walk needs of each page of a dump (or of a run of its streams)."""
+    for page in dump.iter_pages(path, streams=streams):
+        redirect = canonical_title(page.redirect_target, prefixes, capitalize) if page.redirect_target else None
+        categories = [canonical_title(category.split(":", 1)[-1], capitalize=capitalize)
+                      for category in dump.category_links(page.text, category_names, capitalize=capitalize)]
+        yield page.title, page.ns, redirect, categories
+
+
+def _summarise(*args) -> list[tuple]:
+    return list(_iter_summaries(*args))
+
+
 class MultistreamChunk:
     """Pages of a multistream dump whose streams are known: each stream needed is read once, nothing else."""
 
@@ -184,7 +217,8 @@ class MultistreamChunk:
                 streams[offset].add(title)
         found = {}
         for offset in sorted(streams):
-            found.update((page.title, page) for page in dump.iter_pages(self.path, streams[offset], stream_at=offset))
+            found.update((page.title, page) for page in dump.iter_pages(self.path, streams[offset],
+                                                                          streams=(offset, offset + 1)))
         yield from _found_or_missing(titles, found, self.path.name)
 
 
