@@ -98,7 +98,8 @@ def write(run_dir, samples: list[str] | None = None, samples_from: str = "") -> 
     corpus_rows = [
         ("training pages", train.get("pages")), ("validation pages", held.get("pages")),
         ("training characters", train.get("characters")), ("validation characters", held.get("characters")),
-        ("training tokens", stats.get("train_tokens")), ("validation tokens (evaluated)", stats.get("validation_tokens")),
+        ("training tokens", stats.get("train_tokens")), ("validation tokens", stats.get("validation_tokens")),
+        ("validation windows (count x tokens)", " x ".join(map(str, stats.get("validation_windows") or []))),
         ("validation split", held.get("note")),
     ]
     settings = sorted((info.get("settings") or {}).items())

@@ -163,16 +163,17 @@ def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "
         raise ModelError(f"The corpus {corpus_dir / corpus.TRAIN_TEXT} has {tokens.size} tokens, not more than one "
                          f"training window ({settings.window}): add pages or use a shorter sample_length.")
     held_out = corpus_dir / corpus.VALIDATION_TEXT
-    windows = None
+    windows, held_out_tokens = None, 0
     if stats["validation"]["pages"]:
-        windows = validation_windows(vocabulary.encode_corpus(held_out, tokenizer), settings.window,
-                                     settings.validation_windows)
+        held_out_ids = vocabulary.encode_corpus(held_out, tokenizer)
+        held_out_tokens = int(held_out_ids.size)
+        windows = validation_windows(held_out_ids, settings.window, settings.validation_windows)
     folder = runfolder.RunFolder(run_dir)
     identity = {"backend": module.NAME, "base_model": {"name": base_dir.name, "hparams": hparams},
                 "corpus": {"folder": corpus_dir.name, **corpus_id}}
     state = folder.open(identity, dataclasses.asdict(settings), base_dir)
-    folder.record(corpus_stats={**stats, "train_tokens": int(tokens.size),
-                                "validation_tokens": int(windows.size) if windows is not None else 0})
+    folder.record(corpus_stats={**stats, "train_tokens": int(tokens.size), "validation_tokens": held_out_tokens,
+                                "validation_windows": list(windows.shape) if windows is not None else None})
     resume = folder.latest if state.step else None
     with module.open_backend(hparams, base_dir, resume, settings) as model:
         loop = _Loop(folder, model, module.NAME, settings, tokens, windows, tokenizer, state, progress)
