@@ -1,4 +1,4 @@
-"""Training speed and peak memory: wikiluigi's gpt2.train against gpt_2_simple.finetune, side by side.
+"""Training speed and peak memory: wikiluigi's training loop against gpt_2_simple.finetune, side by side.
 
 Run by hand (not a test): `python benchmarks/train_bench.py [--steps 20 --repeat 2 --batch-size 1 ...]`.
 
@@ -65,14 +65,22 @@ class Clock:
 def run_ours(args) -> dict:
     sys.path.insert(0, str(ROOT))
     import gpt_2_simple  # noqa: F401  (TensorFlow loaded before the clock starts, as for finetune)
-    from wikiluigi import gpt2
+    from wikiluigi import training
 
+    # finetune has no validation, no schedule and no clipping: ours runs without them too (a training set
+    # folder with the whole corpus for training, a constant rate), so that the loops are compared alone.
+    corpus_dir = Path(args.workdir) / f"set-{os.getpid()}"
+    corpus_dir.mkdir()
+    os.link(args.corpus, corpus_dir / "train.txt")
+    (corpus_dir / "validation.txt").write_text("", encoding="utf-8")
+    (corpus_dir / "stats.json").write_text(json.dumps({"manifests": ["bench"], "validation": {"asked": 0, "pages": 0}}))
+    settings = training.Settings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                                 schedule="constant", warmup_steps=0, grad_clip=0, save_every=args.steps,
+                                 window=1024)
     clock = Clock()
     started = time.perf_counter()
-    result = gpt2.train(Path(args.workdir) / f"ours-{os.getpid()}", args.model, args.corpus, steps=args.steps,
-                        batch_size=args.batch_size, accumulate=1, learning_rate=args.learning_rate, seed=1,
-                        save_every=args.steps, sample_every=0, sample_length=1024,
-                        progress=lambda step, *_: clock.mark(step))   # called after step 1 and the last step
+    result = training.train(Path(args.workdir) / f"ours-{os.getpid()}", args.model, corpus_dir, settings,
+                            progress=lambda step, *_: clock.mark(step))   # called after step 1 and the last step
     return {**clock.figures(), "wall_s": time.perf_counter() - started, "final_loss": result["loss"],
             "peak_rss_mib": peak_rss_mib()}
 
@@ -174,7 +182,7 @@ def main() -> None:
     ours, theirs = median["ours"], median["finetune"]
     tokens = args.batch_size * 1024
     print(f"\nmedians of {args.repeat}   {'steps/s':>10s}{'tokens/s':>10s}{'CPU s/step':>12s}{'peak RSS MiB':>14s}")
-    for name, m in (("wikiluigi gpt2.train", ours), ("gpt_2_simple.finetune", theirs)):
+    for name, m in (("wikiluigi training", ours), ("gpt_2_simple.finetune", theirs)):
         print(f"{name:22s}{m['steps_per_s']:10.3f}{m['steps_per_s'] * tokens:10.0f}{m['cpu_s_per_step']:12.3f}"
               f"{m['peak_rss_mib']:14.1f}")
     ratio = {key: ours[key] / theirs[key] for key in ("steps_per_s", "cpu_s_per_step", "peak_rss_mib")}

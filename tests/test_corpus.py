@@ -139,3 +139,22 @@ def test_token_counts_are_recorded_per_vocabulary(data_dir):
     corpus.record_tokens(corpus.folder(["trek"]), "scratch-trek", 9)
     assert corpus.read_stats(corpus.folder(["trek"]))["tokens"] == {"124M": 12, "scratch-trek": 9}
     assert corpus.is_built(["trek"])
+
+
+@pytest.mark.slow            # importing datasets (pyarrow, pandas) alone takes seconds
+def test_the_json_lines_load_with_the_datasets_librarys_json_loader(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")                       # a local loader: nothing to download
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    from datasets import load_dataset
+
+    pages = {f"Page {n:02d}": f"Text of page {n}, with ünïcode and a [link](x)." for n in range(20)}
+    make_manifest("set", "set.example", pages)
+    stats = corpus.build_trainingset(["set"])
+    folder = corpus.folder(["set"])
+    loaded = load_dataset("json", data_files={"train": str(folder / "train.jsonl"),
+                                              "validation": str(folder / "validation.jsonl")},
+                          cache_dir=str(tmp_path / "cache"))
+    assert loaded["train"].num_rows == stats["train"]["pages"] and loaded["validation"].num_rows == stats["validation"]["pages"]
+    assert set(loaded["train"].column_names) == {"title", "text", "url", "revision_id", "wiki"}
+    row = loaded["validation"][0]
+    assert row["text"] == pages[row["title"]] and row["wiki"] == "set.example"

@@ -199,14 +199,7 @@ class RunFolder:
         missing = [key for key in IDENTITY_KEYS if key not in identity]
         if missing:
             raise ValueError(f"identity needs {', '.join(missing)}")
-        if self.info:
-            differs = [key for key in IDENTITY_KEYS if key in self.info and self.info[key] != identity[key]]
-            if differs:
-                said = "; ".join(f"{key}: it has {_short(self.info[key])}, this Train asks for {_short(identity[key])}"
-                                 for key in differs)
-                raise ModelError(f"The run {self.path} is another run than this Train describes ({said}). A run "
-                                 f"only resumes on its own corpus and base model: choose another run name, or "
-                                 f"delete {self.path} to start again.")
+        check_identity(self.path, identity, self.info)
         if (self.path / "hparams.json").is_file():
             same = all((self.path / name).is_file() and (base_dir / name).is_file()
                        and (self.path / name).read_bytes() == (base_dir / name).read_bytes() for name in MODEL_FILES)
@@ -296,6 +289,32 @@ class RunFolder:
         if stopped:
             self.info["stopped"] = stopped
         self._refresh_checkpoints()
+
+
+def differences(info: dict, identity: dict) -> list[str]:
+    """What differs between a run's run.json and an identity (only the fields the identity gives)."""
+    said = []
+    for key in IDENTITY_KEYS:
+        if key not in info or key not in identity:
+            continue
+        mine, theirs = info[key], identity[key]
+        if isinstance(theirs, dict) and isinstance(mine, dict):
+            theirs_given = {k: v for k, v in theirs.items() if k in mine}
+            mine = {k: v for k, v in mine.items() if k in theirs}
+            theirs = theirs_given
+        if mine != theirs:
+            said.append(f"{key}: it has {_short(mine)}, this Train asks for {_short(theirs)}")
+    return said
+
+
+def check_identity(run_dir, identity: dict, info: dict | None = None) -> None:
+    """A ModelError when the run in `run_dir` exists and is another run than `identity` describes."""
+    info = read_json(Path(run_dir) / RUN_INFO) if info is None else info
+    said = differences(info or {}, identity)
+    if said:
+        raise ModelError(f"The run {run_dir} is another run than this Train describes ({'; '.join(said)}). A run "
+                         f"only resumes on its own corpus and base model: choose another run name, or delete "
+                         f"{run_dir} to start again.")
 
 
 def load_info(run_dir) -> dict:

@@ -122,13 +122,28 @@ def validation_windows(tokens, window: int, count: int):
     return np.stack([tokens[s:s + width] for s in starts])
 
 
-def finished(run_dir, steps: int, patience: int) -> bool:
-    """Whether the run reached `steps`, or stopped early with this patience at its latest checkpoint."""
+def finished(run_dir, steps: int, patience: int, identity: dict | None = None) -> bool:
+    """Whether the run reached `steps`, or stopped early with this patience at its latest checkpoint. With
+    `identity` (some of run.json's backend, base_model and corpus), a run that is another one is never
+    finished: training it then says what differs."""
+    info = runfolder.read_json(Path(run_dir) / runfolder.RUN_INFO) or {}
+    if identity and runfolder.differences(info, identity):
+        return False
     step = runfolder.saved_step(run_dir)
     if step >= steps:
         return True
-    stopped = (runfolder.read_json(Path(run_dir) / runfolder.RUN_INFO) or {}).get("stopped") or {}
+    stopped = info.get("stopped") or {}
     return bool(patience) and stopped.get("step") == step and stopped.get("patience") == patience
+
+
+def identity_of(backend: str, base_dir, corpus_dir, hparams: dict | None = None) -> dict:
+    """What a run is, as run.json records it: backend, base model, corpus (manifests and validation split)."""
+    base = {"name": Path(base_dir).name, **({"hparams": hparams} if hparams else {})}
+    corpus = {"folder": Path(corpus_dir).name}
+    stats = runfolder.read_json(Path(corpus_dir) / "stats.json")
+    if stats:
+        corpus.update(manifests=stats["manifests"], validation=stats["validation"]["asked"])
+    return {"backend": backend, "base_model": base, "corpus": corpus}
 
 
 def corpus_identity(corpus_dir) -> tuple[dict, dict]:
@@ -152,11 +167,14 @@ def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "
     module = load_backend(backend)
     hparams = getattr(module, "check_base_model", runfolder.read_hparams)(base_dir)
     settings = settings.resolved(hparams["n_ctx"])
+    corpus_id, stats = corpus_identity(corpus_dir)
+    identity = {"backend": module.NAME, "base_model": {"name": base_dir.name, "hparams": hparams},
+                "corpus": {"folder": corpus_dir.name, **corpus_id}}
+    runfolder.check_identity(run_dir, identity)
     if finished(run_dir, settings.steps, settings.patience):
         info = runfolder.load_info(run_dir)
         return {"start_step": info["latest"]["step"], "step": info["latest"]["step"], "best": info.get("best"),
                 "stopped": info.get("stopped")}
-    corpus_id, stats = corpus_identity(corpus_dir)
     tokenizer = vocabulary.load_tokenizer(base_dir)
     tokens = vocabulary.encode_corpus(corpus_dir / corpus.TRAIN_TEXT, tokenizer)
     if tokens.size <= settings.window:
@@ -169,8 +187,6 @@ def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "
         held_out_tokens = int(held_out_ids.size)
         windows = validation_windows(held_out_ids, settings.window, settings.validation_windows)
     folder = runfolder.RunFolder(run_dir)
-    identity = {"backend": module.NAME, "base_model": {"name": base_dir.name, "hparams": hparams},
-                "corpus": {"folder": corpus_dir.name, **corpus_id}}
     state = folder.open(identity, dataclasses.asdict(settings), base_dir)
     folder.record(corpus_stats={**stats, "train_tokens": int(tokens.size), "validation_tokens": held_out_tokens,
                                 "validation_windows": list(windows.shape) if windows is not None else None})

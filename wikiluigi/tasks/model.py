@@ -197,7 +197,10 @@ class Train(ScratchShape, Validation, Reporting):
         return luigi.LocalTarget(paths.checkpoint_dir(self.run_name))
 
     def complete(self):
-        return training.finished(paths.checkpoint_dir(self.run_name), self.steps, self.patience)
+        # Never complete over another run of that name: run() then says what differs.
+        identity = training.identity_of(self.backend, paths.model_dir(self.base().folder()),
+                                        corpus.folder(self.manifests, self.validation))
+        return training.finished(paths.checkpoint_dir(self.run_name), self.steps, self.patience, identity)
 
     def settings(self) -> training.Settings:
         return training.Settings(
