@@ -1,6 +1,7 @@
-"""SIGKILL of the real `luigi ... Wikipedia` command (its whole process group) at about 30% of the fetch
-stage and at about 30% of the convert stage, against a real MediaWiki: the next run cleans up what the
-kill left and ends with files byte-identical to a run never interrupted."""
+"""Kills, against a real MediaWiki and a real luigid: SIGKILL of the real `luigi ... Wikipedia` command (its
+whole process group) at about 30% of the fetch stage and of the convert stage, a machine killed holding a
+chunk while another shares the work, luigid restarted mid-run. Each time the next run (or the other
+machine) cleans up what the kill left and ends with files byte-identical to a run never interrupted."""
 import os
 import signal
 import time
@@ -126,3 +127,91 @@ def test_sigkill_during_convert_then_a_rerun_gives_the_uninterrupted_files(tmp_p
     held = kill_when(data_dir, processed, ".md", PAGES * 3 // 10)
     assert held < PAGES, "the convert stage was over before the kill"
     assert_rerun_is_whole(data_dir, slow_wiki, uninterrupted)
+
+
+# Several machines on one luigid, as the README sets them up (each machine's luigi.cfg, luigid's own),
+# with the scheduler's waits cut from minutes to seconds.
+MACHINE_CONFIG = CONFIG + """
+[wikiluigi]
+data_dir = {data_dir}
+machine_name = {name}
+[worker]
+keep_alive = true
+wait_interval = 0.5
+wait_jitter = 0.5
+[retcode]
+already_running = 0
+not_run = 0
+"""
+LUIGID_CONFIG = """
+[scheduler]
+retry_count = 3
+retry_delay = 1
+worker_disconnect_delay = 4
+prune_on_get_work = true
+"""
+
+
+def machine(folder: Path, name: str, shared: Path) -> Path:
+    """A machine's working directory: its own luigi.cfg naming the shared data directory."""
+    return make_data_dir(folder / name, {}, config=MACHINE_CONFIG.format(data_dir=shared, name=name))
+
+
+def running_fetch(scheduler, process, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for task in scheduler.task_list("RUNNING").values():
+            if task["name"] == "FetchPages":
+                return task
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before a chunk was seen running:\n{finish(process).stderr[-4000:]}")
+        time.sleep(0.02)
+    pytest.fail("no FetchPages task ran")
+
+
+@pytest.mark.slow
+def test_a_machine_killed_holding_a_chunk_leaves_it_to_the_others(tmp_path, slow_wiki, uninterrupted, luigid):
+    scheduler = luigid(config=LUIGID_CONFIG)
+    shared = data_dir_for(slow_wiki, tmp_path / "shared")
+    (shared / "luigi.cfg").unlink()  # each machine has its own
+    first, second = machine(tmp_path, "first", shared), machine(tmp_path, "second", shared)
+    run_luigi(first, "DeriveManifest", "--manifest", "trek", *scheduler.worker_args, check_returncode=0)
+
+    doomed = start_luigi(first, "Wikipedia", "--manifest", "trek", "--workers", "1",
+                         "--lock-pid-dir", str(first / "locks"), *scheduler.worker_args)
+    held = running_fetch(scheduler, doomed)
+    killpg_quiet(doomed.pid, signal.SIGKILL)  # the machine dies holding a chunk
+    doomed.communicate()
+
+    result = run_luigi(second, "Wikipedia", "--manifest", "trek", "--workers", "2",
+                       "--lock-pid-dir", str(second / "locks"), *scheduler.worker_args, timeout=300)
+    assert result.returncode == 0, result.stderr[-6000:]
+    # The second machine waited for the chunk the dead one held, then did it itself.
+    assert f"done      FetchPages(manifest=trek, chunk={held['params']['chunk']})" in result.stderr
+    assert pages(shared, slow_wiki) == uninterrupted
+    assert all(t["status"] == "DONE" for t in scheduler.all_tasks().values())
+    # Each machine kept its own HTTP cache and revisions log in the shared data directory.
+    assert {p.name for p in (shared / ".cache" / "http").glob("*.sqlite")} == {"first.sqlite", "second.sqlite"}
+    raw, _ = stage_dirs(shared, slow_wiki)
+    logs = {p.name for p in raw.glob("revisions*.jsonl")}
+    assert "revisions-second.jsonl" in logs and logs <= {"revisions-first.jsonl", "revisions-second.jsonl"}
+
+
+@pytest.mark.slow
+def test_luigid_restarted_mid_run_then_a_rerun_completes(tmp_path, slow_wiki, uninterrupted, luigid):
+    scheduler = luigid()
+    data_dir = make_data_dir(tmp_path, {"trek": {"api": slow_wiki.api_url, "include_categories": ["Category:Star Trek"]}},
+                             config=CONFIG + "[core]\nrpc_retry_attempts = 10\nrpc_retry_wait = 1\n")
+    command = ["Wikipedia", "--manifest", "trek", "--workers", "2", "--lock-pid-dir", str(tmp_path / "locks"),
+               *scheduler.worker_args]
+    process = start_luigi(data_dir, *command)
+    running_fetch(scheduler, process)
+    scheduler.stop()   # SIGTERM: luigid saves its state and goes; the workers' requests fail meanwhile
+    time.sleep(2)
+    scheduler.start()  # the same port, its state read back
+    result = finish(process)
+    if result.returncode != 0:  # failing is allowed, with a message that says it was the scheduler
+        assert "scheduler" in result.stderr.lower(), result.stderr[-4000:]
+    run_luigi(data_dir, *command, check_returncode=0)
+    assert pages(data_dir, slow_wiki) == uninterrupted
+    assert not [p for p in data_dir.rglob("*") if ".tmp-" in p.name and "locks" not in p.parts]

@@ -16,6 +16,8 @@ end of the test, and the port is waited on until it is free again.
 """
 from __future__ import annotations
 
+import configparser
+import io
 import json
 import os
 import re
@@ -48,6 +50,16 @@ record_task_history = false
 """
 
 
+
+
+def _merged(*texts: str) -> str:
+    """luigi.cfg texts as one, a later option overriding an earlier one of the same section."""
+    parser = configparser.ConfigParser(interpolation=None)
+    for text in texts:
+        parser.read_string(text)
+    out = io.StringIO()
+    parser.write(out)
+    return out.getvalue()
 
 
 def pick_port() -> int:
@@ -152,7 +164,7 @@ class Luigid:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
         self.logdir.mkdir(exist_ok=True)  # luigid --logdir fails when the folder is missing
-        text = BASE_CONFIG + self.config
+        text = _merged(BASE_CONFIG, self.config)  # the test's settings override the base ones
         if self.resources:
             text += "\n[resources]\n" + "".join(f"{name} = {amount}\n" for name, amount in self.resources.items())
         self.config_file.write_text(text, encoding="utf-8")
