@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -33,6 +34,8 @@ def run_luigi(data_dir: Path, *args: str, timeout: float = 600, env: dict | None
               check_returncode: int | None = None) -> subprocess.CompletedProcess:
     """`luigi --module wikiluigi ARGS` with the data directory as working directory."""
     luigi = Path(sys.executable).with_name("luigi")  # the console script pip installed beside python
+    if "--lock-pid-dir" not in args:  # Luigi's pid lock is machine-wide, per command line: not across test runs
+        args = (*args, "--lock-pid-dir", str(Path(tempfile.gettempdir()) / f"wikiluigi-test-locks-{os.getpid()}"))
     command = [str(luigi) if luigi.exists() else sys.executable, *([] if luigi.exists() else ["-m", "luigi"]),
                "--module", "wikiluigi", *args]
     environment = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})}
