@@ -4,6 +4,8 @@ chunk while another shares the work, luigid restarted mid-run. Each time the nex
 machine) cleans up what the kill left and ends with files byte-identical to a run never interrupted."""
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from tests.support.luigid import finish, start_luigi
 from tests.support.mediawiki import LocalMediaWiki, require_mediawiki
 from tests.support.processes import killpg_quiet
 from tests.support.wiki_fixtures import STARTREK_DUMP
-from wikiluigi import pagefiles
+from wikiluigi import pagefiles, paths
 
 PAGES = 27  # the articles under Category:Star Trek
 
@@ -98,7 +100,18 @@ def kill_when(data_dir: Path, folder: Path, suffix: str, at_least: int) -> int:
     return count(folder, suffix)
 
 
+def leave_a_torn_write(data_dir: Path, wiki) -> None:
+    """What a kill in the middle of a page write leaves, whether or not this kill hit one: a temporary
+    file of a process that is gone, in each stage's folder (pagefiles.write_atomic's names)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for folder in stage_dirs(data_dir, wiki):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f".tmp-{gone.pid}-1-0@{paths.machine_name()}.part").write_text("half a page")
+
+
 def assert_rerun_is_whole(data_dir: Path, wiki, uninterrupted) -> None:
+    leave_a_torn_write(data_dir, wiki)
     run_luigi(data_dir, *wikipedia(data_dir), check_returncode=0)
     assert pages(data_dir, wiki) == uninterrupted
     assert len(uninterrupted["raw"]) == len(uninterrupted["processed"]) == PAGES

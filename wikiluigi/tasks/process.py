@@ -74,6 +74,10 @@ class Convert(AllChunks):
         meta = derived.load(self.manifest)
         return not pages_to_fetch(meta.host, list(meta.titles))  # a raw page deleted: fetch and convert it
 
+    def stage_dirs(self, host: str):
+        """Its chunks fetch pages as well (`Wikipedia` runs no Scrape)."""
+        return [paths.raw_dir(host), paths.processed_dir(host)]
+
 
 class Wikipedia(ManifestTask):
     """Everything of one manifest, raw and processed, then the summary:

@@ -198,9 +198,13 @@ class AllChunks(ManifestTask):
     def run(self):
         yield self.chunk_tasks()
         # What killed writes left, cleared once a stage: a chunk must not list a million-page folder.
-        stage_dir = self.chunk_task.stage_dir(derived.load(self.manifest).host)
-        pagefiles.remove_stale_temporaries(stage_dir)
-        pagefiles.remove_stale_temporaries(paths.failure_dir(stage_dir))
+        for stage_dir in self.stage_dirs(derived.load(self.manifest).host):
+            pagefiles.remove_stale_temporaries(stage_dir)
+            pagefiles.remove_stale_temporaries(paths.failure_dir(stage_dir))
+
+    def stage_dirs(self, host: str) -> list[Path]:
+        """The folders of the pages this stage makes."""
+        return [self.chunk_task.stage_dir(host)]
 
 
 class Scrape(AllChunks):
