@@ -213,8 +213,9 @@ def test_a_machine_killed_holding_a_chunk_leaves_it_to_the_others(tmp_path, slow
 @pytest.mark.slow
 def test_luigid_restarted_mid_run_then_a_rerun_completes(tmp_path, slow_wiki, uninterrupted, luigid):
     scheduler = luigid()
-    data_dir = make_data_dir(tmp_path, {"trek": {"api": slow_wiki.api_url, "include_categories": ["Category:Star Trek"]}},
-                             config=CONFIG + "[core]\nrpc_retry_attempts = 10\nrpc_retry_wait = 1\n")
+    data_dir = data_dir_for(slow_wiki, tmp_path)
+    with open(data_dir / "luigi.cfg", "a", encoding="utf-8") as config:  # ride out the restart, quickly
+        config.write("[core]\nrpc_retry_attempts = 10\nrpc_retry_wait = 1\n")
     command = ["Wikipedia", "--manifest", "trek", "--workers", "2", "--lock-pid-dir", str(tmp_path / "locks"),
                *scheduler.worker_args]
     process = start_luigi(data_dir, *command)

@@ -6,7 +6,7 @@ import itertools
 import threading
 import time
 from pathlib import Path
-from typing import Collection, Iterable, Iterator
+from typing import Collection, Iterator
 
 from wikiluigi import paths
 
