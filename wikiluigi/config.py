@@ -47,4 +47,11 @@ class fetch(luigi.Config):
 
 
 class pandoc(luigi.Config):
-    timeout = luigi.FloatParameter(default=600.0, description="Seconds one pandoc process may take for a chunk.")
+    timeout = luigi.FloatParameter(default=600.0, description="Seconds one pandoc process may take for a batch of pages.")
+
+
+class convert(luigi.Config):
+    page_timeout = luigi.FloatParameter(
+        default=60.0, description="Seconds each step of one page's conversion (clean-up, pandoc, filters) may take.")
+    page_memory = luigi.IntParameter(
+        default=2048, description="MB of memory converting one page may take (pandoc's heap, the converter's growth).")

@@ -34,7 +34,7 @@ import secrets
 import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from wikiluigi.errors import ConvertError
 from wikiluigi.filters import filter_page
@@ -47,6 +47,38 @@ MARKDOWN_FORMAT = "gfm-raw_html-tex_math_gfm"
 PANDOC_RTS = ("+RTS", "-A64m", "-RTS")
 
 EMPTY = "empty after filtering"
+TOO_DEEP = "nested too deeply to convert (lists, tables or tags hundreds of levels deep)"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What converting one page may cost: `page_seconds` for each of its steps (clean-up, pandoc,
+    filters) and `memory_mb` of memory (pandoc's heap, the converting process's growth); a batch's
+    pandoc gets `page_seconds` plus a second per BATCH_BYTES_PER_SECOND of wikitext, at most
+    `batch_seconds`. None: no limit."""
+
+    page_seconds: float | None = 60.0
+    memory_mb: int | None = 2048
+    batch_seconds: float | None = 600.0
+
+    def for_batch(self, pages: int, size: int) -> float | None:
+        if pages <= 1:
+            return self.page_seconds
+        if self.page_seconds is None:
+            return self.batch_seconds
+        limit = self.page_seconds + size / BATCH_BYTES_PER_SECOND
+        return limit if self.batch_seconds is None else min(limit, max(self.batch_seconds, self.page_seconds))
+
+    def over_time(self) -> str:
+        return f"over the {self.page_seconds:g} s budget"
+
+    def over_memory(self) -> str:
+        return f"over the {self.memory_mb} MB memory budget"
+
+
+# pandoc reads ~200 KB of prepared wikitext a second on one core; a batch gets a twentieth of that
+# pace (a loaded machine) before it counts as stuck and its pages are read one by one.
+BATCH_BYTES_PER_SECOND = 10_000
 
 
 @dataclass(frozen=True)
@@ -84,35 +116,43 @@ class PageResult:
 
 
 def convert_page(title: str, wikitext: str, options: ConvertOptions | None = None, *,
-                 timeout: float | None = None) -> PageResult:
+                 budget: Budget | None = None) -> PageResult:
     """One page: the same path as `convert_pages`, with a batch of one."""
-    return convert_pages({title: wikitext}, options, timeout=timeout)[title]
+    return convert_pages({title: wikitext}, options, budget=budget)[title]
 
 
 def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = None, *,
-                  timeout: float | None = None) -> dict[str, PageResult]:
+                  budget: Budget | None = None,
+                  on_step: Callable[[str | None, float | None, str], None] | None = None) -> dict[str, PageResult]:
     """Convert title -> wikitext into title -> PageResult, in the order given.
 
     One pandoc process reads the batch and one writes it; a page that pandoc rejects or whose markup
-    runs into the next page costs extra pandoc runs for it and its neighbours only. `timeout` (seconds)
-    bounds each pandoc process; a batch that runs out of time is split, a single page gets an error.
+    runs into the next page costs extra pandoc runs for it and its neighbours only. `budget` bounds
+    each pandoc process (time and heap); a batch that runs out of time has its pages read one by one,
+    a page over its budget gets an error. Any error of one page's clean-up or filters is that page's
+    error. `on_step(title, seconds, kind)` is told before each step: "python" (a page's clean-up or
+    filters) or "pandoc" (a run for one page, or for a batch: title None), with its time limit;
+    wikiluigi.budget uses it to stop a step that overruns.
     Raises ConvertError only when pandoc itself cannot be run.
     """
     options = options or ConvertOptions()
+    budget = budget or Budget()
+    step = on_step or (lambda title, seconds, kind: None)
     rules = normalised_rules(options.template_rules)
     drop = frozenset(" ".join(name.split()).casefold() for name in options.drop_sections)
     errors: dict[str, str] = {}
     texts: dict[str, str] = {}
     for title, wikitext in pages.items():
-        target = redirect_target(wikitext)
-        if target is not None:
-            errors[title] = f"is a redirect to {target}"
-            continue
+        step(title, budget.page_seconds, "python")
         try:
+            target = redirect_target(wikitext)
+            if target is not None:
+                errors[title] = f"is a redirect to {target}"
+                continue
             text = prepare(wikitext, rules, options.keep_tables, drop)
             text.encode("utf-8")
-        except UnicodeEncodeError as error:
-            errors[title] = f"the wikitext is not valid Unicode: {error.reason} at character {error.start}"
+        except Exception as error:  # noqa: BLE001 - whatever one page does, it is that page's failure
+            errors[title] = _page_error("the wikitext clean-up", error, budget)
             continue
         if text.strip():
             texts[title] = text
@@ -121,19 +161,37 @@ def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = Non
 
     documents: dict[str, list] = {}
     api_version = None
-    for title, read in _read(list(texts.items()), timeout).items():
+    for title, read in _read(list(texts.items()), budget, step).items():
         if isinstance(read, str):
             errors[title] = read
             continue
         blocks, api_version = read
-        filtered = filter_page(title, blocks, options)
+        step(title, budget.page_seconds, "python")
+        try:
+            filtered = filter_page(title, blocks, options)
+        except Exception as error:  # noqa: BLE001
+            errors[title] = _page_error("the filters", error, budget)
+            continue
         if filtered is None:
             errors[title] = EMPTY
         else:
             documents[title] = filtered
 
-    written = _write(list(documents.items()), api_version, timeout)
+    written = _write(list(documents.items()), api_version, budget, step)
     return {title: PageResult(error=errors[title]) if title in errors else written[title] for title in pages}
+
+
+def _page_error(where: str, error: Exception, budget: Budget) -> str:
+    """The failure record's reason for an exception raised while converting one page."""
+    if isinstance(error, UnicodeError):
+        start = getattr(error, "start", None)
+        at = f" at character {start}" if start is not None else ""
+        return f"the wikitext is not valid Unicode: {getattr(error, 'reason', error)}{at}"
+    if isinstance(error, RecursionError):
+        return TOO_DEEP
+    if isinstance(error, MemoryError):
+        return budget.over_memory()
+    return f"{where} failed on it: {type(error).__name__}: {str(error)[:200]}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -152,26 +210,31 @@ def pandoc_path() -> str:
 
 
 class _PandocFailed(Exception):
-    """A pandoc run that gave no document: `reason` says why, `line` where (when pandoc said so)."""
+    """A pandoc run that gave no document: `reason` says why, `line` where (when pandoc said so);
+    `split` when a smaller batch may do better (out of time or memory, a document too deep)."""
 
-    def __init__(self, reason: str, line: int | None = None, timed_out: bool = False):
+    def __init__(self, reason: str, line: int | None = None, timed_out: bool = False, split: bool = False):
         super().__init__(reason)
-        self.reason, self.line, self.timed_out = reason, line, timed_out
+        self.reason, self.line, self.timed_out, self.split = reason, line, timed_out, split
 
 
 _ERROR_AT = re.compile(r"^Error at (?:\"[^\"]*\" )?\(line (\d+), column (\d+)\):\s*$", re.M)
 
 
-def _run_pandoc(args: Iterable[str], data: bytes, timeout: float | None) -> bytes:
-    command = [pandoc_path(), *PANDOC_RTS, *args]
+def _run_pandoc(args: Iterable[str], data: bytes, budget: Budget, seconds: float | None) -> bytes:
+    """pandoc's output, its heap capped at the memory budget (`+RTS -M`) and killed after `seconds`."""
+    heap = (f"-M{budget.memory_mb}m",) if budget.memory_mb else ()
+    command = [pandoc_path(), *PANDOC_RTS[:-1], *heap, PANDOC_RTS[-1], *args]
     try:
-        done = subprocess.run(command, input=data, capture_output=True, timeout=timeout)
+        done = subprocess.run(command, input=data, capture_output=True, timeout=seconds)
     except subprocess.TimeoutExpired:
-        raise _PandocFailed(f"pandoc took longer than {timeout:g} s", timed_out=True) from None
+        raise _PandocFailed(f"over the {seconds:g} s budget (pandoc was stopped)", timed_out=True) from None
     except OSError as error:
         raise ConvertError(f"cannot run pandoc ({command[0]}): {error}") from None
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip()
+        if "Heap exhausted" in message:
+            raise _PandocFailed(budget.over_memory() + " (pandoc's heap)", split=True)
         where = _ERROR_AT.search(message)
         if where:  # "Error at (line 3, column 7):\nunexpected '!'\nexpecting ...\n<the line>\n   ^"
             lines = message[where.end():].strip("\n").split("\n")
@@ -183,24 +246,29 @@ def _run_pandoc(args: Iterable[str], data: bytes, timeout: float | None) -> byte
     return done.stdout
 
 
+def _load_json(output: bytes) -> dict:
+    try:
+        return json.loads(output)
+    except RecursionError:  # a list or tags nested hundreds deep: Python's json cannot hold it
+        raise _PandocFailed(TOO_DEEP, split=True) from None
+
+
 def _separator(token: str, index: int) -> str:
     return f"{token}N{index:07d}"
 
 
-def _shorter(timeout: float | None) -> float | None:
-    """The time a half batch gets after a whole one ran out of it: a page that never finishes then
-    costs a few halvings of the timeout, not the full timeout at every level of the bisection."""
-    return None if timeout is None else max(timeout / 2, min(timeout, 30.0))
+Step = Callable[[str | None, float | None, str], None]
 
 
-def _read(items: list[tuple[str, str]], timeout: float | None) -> dict[str, object]:
+def _read(items: list[tuple[str, str]], budget: Budget, step: Step) -> dict[str, object]:
     """title -> (blocks, api version) or an error string, for every (title, prepared wikitext).
 
     The pages go through one pandoc process, each after its own separator paragraph. A separator that
     is not a top-level paragraph of the result was swallowed by the page before it (unbalanced markup):
     that page is read again alone and the swallowed ones as a new batch. When pandoc rejects the batch,
     the page holding the line pandoc names is tried alone first (usually the culprit: then the pages
-    before and after it are read as two batches); otherwise the batch is bisected.
+    before and after it are read as two batches); otherwise the batch is bisected. A batch out of time
+    has each page read alone, with the whole page budget: one level, not a bisection of slow halves.
     """
     if not items:
         return {}
@@ -211,32 +279,37 @@ def _read(items: list[tuple[str, str]], timeout: float | None) -> dict[str, obje
         piece = f"{_separator(token, index)}\n\n{text}\n\n"
         pieces.append(piece)
         line += piece.count("\n")
+    data = "".join(pieces).encode("utf-8")
+    seconds = budget.for_batch(len(items), len(data))
+    step(items[0][0] if len(items) == 1 else None, seconds, "pandoc")
     try:
-        output = _run_pandoc(["--from=mediawiki", "--to=json"], "".join(pieces).encode("utf-8"), timeout)
+        document = _load_json(_run_pandoc(["--from=mediawiki", "--to=json"], data, budget, seconds))
     except _PandocFailed as failure:
-        if len(items) == 1 and failure.timed_out:
-            return {items[0][0]: failure.reason}
         if len(items) == 1:
+            if failure.timed_out or failure.split:
+                return {items[0][0]: failure.reason}
             page_line = min((failure.line or 0) - 2, items[0][1].count("\n") + 1)
             where = f" (line {page_line} of the page)" if page_line > 0 else ""
             return {items[0][0]: f"pandoc could not parse the page: {failure.reason}{where}"}
         results: dict[str, object] = {}
+        if failure.timed_out:
+            for item in items:
+                results.update(_read([item], budget, step))
+            return results
         if failure.line is not None:
             suspect = max(i for i, first in enumerate(first_lines) if first <= failure.line)
-            results.update(_read([items[suspect]], timeout))
+            results.update(_read([items[suspect]], budget, step))
             rest = items[:suspect] + items[suspect + 1:]
             if isinstance(results[items[suspect][0]], str):  # the culprit: the others go on without it
-                results.update(_read(items[:suspect], timeout))
-                results.update(_read(items[suspect + 1:], timeout))
+                results.update(_read(items[:suspect], budget, step))
+                results.update(_read(items[suspect + 1:], budget, step))
                 return results
             items = rest  # an error caused further up (a table never closed): bisect the others
         half = max(1, len(items) // 2)
-        sub_timeout = _shorter(timeout) if failure.timed_out else timeout
-        results.update(_read(items[:half], sub_timeout))
-        results.update(_read(items[half:], sub_timeout))
+        results.update(_read(items[:half], budget, step))
+        results.update(_read(items[half:], budget, step))
         return results
 
-    document = json.loads(output)
     version = document.get("pandoc-api-version")
     blocks = document["blocks"]
     found: list[tuple[int, int]] = []  # (page index, block index) of each separator paragraph
@@ -262,14 +335,14 @@ def _read(items: list[tuple[str, str]], timeout: float | None) -> dict[str, obje
         if len(items) == 1:
             return {items[0][0]: "pandoc lost the page: its separator is not in the output"}
         half = len(items) // 2
-        return {**_read(items[:half], timeout), **_read(items[half:], timeout)}
+        return {**_read(items[:half], budget, step), **_read(items[half:], budget, step)}
     for item in alone:
-        results.update(_read([item], timeout))
-    results.update(_read(again, timeout))
+        results.update(_read([item], budget, step))
+    results.update(_read(again, budget, step))
     return results
 
 
-def _write(documents: list[tuple[str, list]], api_version, timeout: float | None) -> dict[str, PageResult]:
+def _write(documents: list[tuple[str, list]], api_version, budget: Budget, step: Step) -> dict[str, PageResult]:
     """title -> PageResult for every (title, filtered blocks), with one pandoc process."""
     if not documents:
         return {}
@@ -279,19 +352,29 @@ def _write(documents: list[tuple[str, list]], api_version, timeout: float | None
         blocks.append({"t": "Para", "c": [{"t": "Str", "c": _separator(token, index)}]})
         blocks.extend(page_blocks)
     document = {"pandoc-api-version": api_version or [1, 23, 1, 1], "meta": {}, "blocks": blocks}
-    data = json.dumps(document, ensure_ascii=False).encode("utf-8")
     args = ["--from=json", f"--to={MARKDOWN_FORMAT}", "--wrap=none"]
     try:
-        output = _run_pandoc(args, data, timeout).decode("utf-8")
+        try:
+            data = json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            raise _PandocFailed(TOO_DEEP, split=True) from None
+        seconds = budget.for_batch(len(documents), len(data))
+        step(documents[0][0] if len(documents) == 1 else None, seconds, "pandoc")
+        output = _run_pandoc(args, data, budget, seconds).decode("utf-8")
     except _PandocFailed as failure:
         if len(documents) == 1:
-            return {documents[0][0]: PageResult(error=f"pandoc could not write the page: {failure.reason}")}
+            reason = failure.reason if failure.timed_out or failure.split else \
+                f"pandoc could not write the page: {failure.reason}"
+            return {documents[0][0]: PageResult(error=reason)}
+        if failure.timed_out:
+            return {title: _write([(title, page)], api_version, budget, step)[title] for title, page in documents}
         half = len(documents) // 2
-        return {**_write(documents[:half], api_version, timeout), **_write(documents[half:], api_version, timeout)}
+        return {**_write(documents[:half], api_version, budget, step),
+                **_write(documents[half:], api_version, budget, step)}
     parts = re.split(rf"^{token}N(\d+)\n", output, flags=re.M)
     numbers = [int(n) for n in parts[1::2]]
     if parts[0].strip() or numbers != list(range(len(documents))):
         if len(documents) == 1:
             return {documents[0][0]: PageResult(error="pandoc lost the page separator while writing")}
-        return {title: _write([(title, page)], api_version, timeout)[title] for title, page in documents}
+        return {title: _write([(title, page)], api_version, budget, step)[title] for title, page in documents}
     return {title: PageResult(markdown=part.strip() + "\n") for (title, _), part in zip(documents, parts[2::2])}

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from xml.parsers.expat import errors as expat_errors
 
 from wikiluigi.errors import DumpError
+from wikiluigi.wikitext import tag_elements
 
 # Every wiki accepts these English names besides the localised ones its <namespaces> lists.
 CANONICAL_NAMESPACES = {
@@ -41,11 +42,8 @@ _TRUNCATED = {
 }
 
 # Content of these is not parsed as wikitext on the page itself, so a category link in it does not count.
-_HIDDEN = re.compile(
-    r"<!--.*?(?:-->|\Z)"
-    r"|<(nowiki|pre|includeonly|math|syntaxhighlight|source)\b[^>]*(?<!/)>.*?</\1\s*>",
-    re.S | re.I,
-)
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_HIDDEN_TAGS = ("nowiki", "pre", "includeonly", "math", "syntaxhighlight", "source")
 _LINK = re.compile(r"\[\[([^\[\]|\n]*)(?:\|[^\[\]]*)?\]\]")
 _REDIRECT = re.compile(r"\A\s*#REDIRECT\s*:?\s*\[\[([^\[\]|]+)(?:\|[^\[\]]*)?\]\]", re.I)
 _SPACES = re.compile(r"[\s_]+")
@@ -159,7 +157,13 @@ def category_links(text: str, category_names: Iterable[str] | str = ("Category",
     prefix = _normalise(names[0])
     folded = {_normalise(n).casefold() for n in names}
     found: dict[str, None] = {}
-    for match in _LINK.finditer(_HIDDEN.sub("", text)):
+    text = _COMMENT.sub("", text)
+    visible, last = [], 0
+    for start, end, *_ in tag_elements(text, _HIDDEN_TAGS):  # a scanner: linear however many never close
+        visible.append(text[last:start])
+        last = end
+    visible.append(text[last:])
+    for match in _LINK.finditer("".join(visible)):
         target = match.group(1).strip()
         if target.startswith(":"):
             continue

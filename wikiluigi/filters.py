@@ -463,23 +463,20 @@ def drop_sections(blocks: list, names: Iterable[str]) -> list:
 
 def drop_empty_sections(blocks: list) -> list:
     """Remove headings with nothing under them up to the next heading of the same or a higher level
-    (what is left of a section of only images, tables or templates)."""
-    keep = []
-    for i, block in enumerate(blocks):
-        if block["t"] == "Header":
-            level = block["c"][0]
-            has_content = False
-            for later in blocks[i + 1:]:
-                if later["t"] == "Header":
-                    if later["c"][0] <= level:
-                        break
-                    continue
-                has_content = True
-                break
-            if not has_content:
-                continue
-        keep.append(block)
-    return keep
+    (what is left of a section of only images, tables or templates). One pass from the end."""
+    keep = [True] * len(blocks)
+    content_at = len(blocks)  # the nearest block after this one that is not a heading
+    next_heading: dict[int, int] = {}  # level -> the nearest heading of that level after this block
+    for i in range(len(blocks) - 1, -1, -1):
+        block = blocks[i]
+        if block["t"] != "Header":
+            content_at = i
+            continue
+        level = block["c"][0]
+        section_end = min((at for lvl, at in next_heading.items() if lvl <= level), default=len(blocks))
+        keep[i] = content_at < section_end
+        next_heading[level] = i
+    return [block for block, kept in zip(blocks, keep) if kept]
 
 
 def title_header(title: str) -> dict:

@@ -1,4 +1,9 @@
 """The convert stage: a chunk's raw pages through pandoc and the filters into processed/, one file each."""
+import fcntl
+import hashlib
+import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -19,13 +24,62 @@ def pages_to_process(host: str, titles: list[str]) -> list[str]:
     return pagefiles.todo(paths.processed_dir(host), PROCESSED_SUFFIX, titles)
 
 
-def process_pages(host: str, titles: list[str], options, timeout: float | None = None,
+# The conversion options the Markdown of a host's folder was made with (drop_sections, keep_tables,
+# template_rules): a manifest whose options changed has its pages converted again.
+OPTIONS_FILE = ".options.json"
+
+
+def options_record(options) -> dict:
+    """The options (a convert.ConvertOptions) as recorded, with their fingerprint."""
+    settings = {"drop_sections": list(options.drop_sections), "keep_tables": bool(options.keep_tables),
+                "template_rules": dict(options.template_rules)}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return {"fingerprint": digest, "options": settings}
+
+
+def options_current(host: str, options) -> bool:
+    """Whether the host's Markdown was made with these options: one small file read, no page touched."""
+    try:
+        recorded = json.loads((paths.processed_dir(host) / OPTIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(recorded, dict) and recorded.get("fingerprint") == options_record(options)["fingerprint"]
+
+
+def use_options(host: str, options) -> None:
+    """Before converting with `options`: when the host's pages were made with other options (or with
+    options not recorded), they and their failure records are stale and go, and the new options are
+    recorded. Under a lock, so that the chunks of one run starting together clear the folder once."""
+    if options_current(host, options):
+        return
+    folder = paths.processed_dir(host)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = folder.parent / f".{folder.name}.options.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if options_current(host, options):
+                return  # another chunk of the same run got here first
+            if folder.exists() and any(os.scandir(folder)):
+                stale = folder.parent / f".stale-{folder.name}-{os.getpid()}"
+                os.replace(folder, stale)  # one rename: no reader sees half a folder
+                shutil.rmtree(stale, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            pagefiles.write_json(folder / OPTIONS_FILE, options_record(options))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def process_pages(host: str, titles: list[str], options, budget=None,
                   progress: Callable[[int, int], None] | None = None) -> ProcessReport:
-    """Convert each title's raw page that has no Markdown yet. A page that cannot be converted, or was
-    not fetched, gets a failure record with the reason; the others go on."""
-    from wikiluigi.convert import convert_pages  # starts pandoc: only when there is work
+    """Convert each title's raw page that has no Markdown yet, each under `budget` (a convert.Budget).
+    A page that cannot be converted, or was not fetched, gets a failure record with the reason; the
+    others go on."""
+    from wikiluigi.budget import convert_within_budget  # starts pandoc: only when there is work
+    from wikiluigi.convert import Budget
 
     report = ProcessReport()
+    use_options(host, options)
     stage_dir = paths.processed_dir(host)
     todo = pages_to_process(host, titles)
     pages = {}
@@ -36,10 +90,13 @@ def process_pages(host: str, titles: list[str], options, timeout: float | None =
             fetch_failures = pagefiles.failures(paths.raw_dir(host), [title])
             reason = fetch_failures[0]["reason"] if fetch_failures else "the raw page is missing: fetch it first"
             report.failed[title] = f"not fetched: {reason}"
+        except UnicodeDecodeError as error:
+            report.failed[title] = (f"the raw page is not valid UTF-8 (byte {error.start}): "
+                                    "delete it to fetch it again")
     batch_titles = list(pages)
     for start in range(0, len(batch_titles), PANDOC_BATCH):
         batch = {t: pages[t] for t in batch_titles[start:start + PANDOC_BATCH]}
-        for title, result in convert_pages(batch, options, timeout=timeout).items():
+        for title, result in convert_within_budget(batch, options, budget or Budget()).items():
             if result.error is not None:
                 report.failed[title] = result.error
                 continue

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from functools import lru_cache
+from typing import Iterator, Mapping
 
-_REDIRECT = re.compile(r"\A\s*#\s*REDIRECT\s*:?\s*\[\[([^\[\]|]+)(?:\|[^\[\]]*)?\]\]", re.I)
+_REDIRECT = re.compile(r"\A\s*+#\s*+REDIRECT\s*+:?+\s*+\[\[([^\[\]|]++)(?:\|[^\[\]]*+)?\]\]", re.I)
 
 
 def redirect_target(wikitext: str) -> str | None:
@@ -24,13 +25,14 @@ _DROPPED = ("ref", "references", "gallery", "imagemap", "timeline", "graph", "ma
             "section", "charinsert", "templatedata")
 # Tags that disappear but whose content stays.
 _UNWRAPPED = ("noinclude", "onlyinclude", "chem", "ce")
-_ELEMENT = re.compile(
-    r"<(?P<tag>" + "|".join(_PROTECTED + _DROPPED + ("poem",)) + r")(?=[\s/>])[^>]*?"
-    r"(?:/>|>(?P<body>.*?)</(?P=tag)\s*>)",
-    re.S | re.I,
-)
-# What is left of dropped or unwrapped tags after the pass above: unclosed ones and stray closing tags.
-_STRAY_TAG = re.compile(r"</?(?:" + "|".join(_DROPPED + _UNWRAPPED) + r")(?=[\s/>])[^>]*>", re.I)
+_ELEMENT_TAGS = _PROTECTED + _DROPPED + ("poem",)
+# What is left of these tags after the element pass: unclosed ones and stray closing tags (a <pre>
+# never closed is text in MediaWiki; to pandoc, thousands of them are minutes).
+# ([^<>] not [^>]: a thousand `<ref ` never closed cost one scan, not one each.)
+_STRAY_TAG = re.compile(r"</?(?:" + "|".join(_ELEMENT_TAGS + _UNWRAPPED) + r")(?=[\s/>])[^<>]*+>", re.I)
+# `<tag` with no `>` before the next `<`: text in MediaWiki, and to pandoc's reader a tag it tries to
+# finish at every later `<` (a thousand `<ref name=a` took seconds): written as text.
+_UNFINISHED_TAG = re.compile(r"<(?=/?[A-Za-z][^<>]*+(?:<|\Z))")
 _MAGIC_WORD = re.compile(r"__[A-Z]{3,}__")
 _CATEGORY_LINK = re.compile(r"\[\[\s*category\s*:[^\[\]]*\]\]", re.I)
 # [[de:Artikel]]: links to the same page in another language (not [[:de:x]], which is a visible link).
@@ -47,20 +49,45 @@ _TABLE_ROW = re.compile(r"^([ \t]*)\|-+.*$", re.M)
 _CELL_LINE = re.compile(r"^([ \t]*)(?:!!|\|\|)(?=[^}])", re.M)
 # `:*` (an indented list item): pandoc keeps it as text; a plain list item is what it means.
 _INDENTED_LIST = re.compile(r"^:+(?=[*#])", re.M)
-_HEADING = re.compile(r"^(=+)(.+?)(=+)[ \t]*$", re.M)
+_HEADING = re.compile(r"^=[^\n]*+", re.M)
+# Lists and indentation deeper than this are read at this depth: pandoc's reader takes minutes on a
+# list 700 levels deep, and its JSON for a few hundred levels is too deep to load.
+MAX_LIST_DEPTH = 16
+_DEEP_LIST = re.compile(r"^([*#:;]{%d})[*#:;]++" % MAX_LIST_DEPTH, re.M)
+# Tables in tables deeper than this are cut out (with keep_tables; without, every table goes).
+MAX_TABLE_DEPTH = 4
+# HTML tags that pandoc reads as nested blocks or inlines: those deeper than this are taken out.
+MAX_TAG_DEPTH = 16
+_NESTING_TAGS = ("div", "span", "blockquote", "center", "small", "big", "sup", "sub", "u", "s", "del", "ins",
+                 "font", "p", "b", "i", "em", "strong", "code", "tt", "abbr", "cite", "q", "ul", "ol", "li",
+                 "dl", "dd", "dt", "table", "tr", "td", "th", "caption")
+_NESTING_TAG = re.compile(r"<(/?)(?:" + "|".join(_NESTING_TAGS) + r")(?=[\s/>])[^<>]*+>", re.I)
+# Links in links (not links in MediaWiki either) deeper than this lose their brackets.
+MAX_LINK_DEPTH = 3
+# Templates whose rule's text holds further templates with rules are expanded this deep, no deeper;
+# and a page's rules may write at most this many times its own size (a rule `{1}{1}` nested 20 deep
+# would otherwise write a million copies).
+MAX_RULE_DEPTH = 8
+RULE_OUTPUT_FACTOR = 4
 _MASK = re.compile("\ue000(\\d+)\ue001")
 # Left where something was cut out, until the end of prepare: a line that held only cut-out things
 # goes altogether, a line that started with one loses the blanks after it (else it would become
 # preformatted text), and two quote marks around a cut-out template do not merge into four.
 _GONE = "\ue002"
-_GONE_LINE = re.compile("^[ \t]*\ue002[\ue002 \t]*(?:\n|\\Z)", re.M)
-_GONE_LINE_START = re.compile("^\ue002[\ue002 \t]*", re.M)
-_GONE_BETWEEN_QUOTES = re.compile("(?<=')\ue002+(?=')")
+_GONE_LINE = re.compile("^[ \t]*+\ue002[\ue002 \t]*+(?:\n|\\Z)", re.M)
+_GONE_LINE_START = re.compile("^\ue002[\ue002 \t]*+", re.M)
+_GONE_BETWEEN_QUOTES = re.compile("(?<=')\ue002++(?=')")
 # Brackets that held only cut-out templates, or lost their first items: "Algeria ({{IPA}}; {{lang}} x)"
 # reads "Algeria (x)", not "Algeria (; x)".
-_GONE_ITEM = "(?:'{2,5}\ue002+'{2,5}|\ue002+)"  # a cut-out template, maybe in italics: ''{{transl|..}}''
-_GONE_IN_BRACKETS = re.compile(f"\\([ \t]*(?:{_GONE_ITEM}[ \t]*[;,]?[ \t]*)+(\\)?)")
-_GONE_BEFORE_CLOSE = re.compile(f"(?:[ \t]*[;,]?[ \t]*{_GONE_ITEM})+[ \t]*\\)")
+# Cut-out things joined by "and", "or" or a comma before the end of a clause go with their joiners:
+# "an external link and [http://x] and [[de:Seite]]." reads "an external link.", not "... and and.".
+# Possessive quantifiers and the look-behind (a match starts only where a run of them starts, after
+# text on its line: a line of only cut-out things is _GONE_LINE's) keep both patterns linear: "{{a}} {{b}} ... {{t}} text" took seconds with twenty, minutes with thirty.
+_GONE_ITEM = "(?:'{2,5}\ue002++'{2,5}|\ue002++)"  # a cut-out template, maybe in italics: ''{{transl|..}}''
+_GONE_IN_BRACKETS = re.compile(f"\\([ \t]*+(?:{_GONE_ITEM}[ \t]*+[;,]?+[ \t]*+)++(\\)?)")
+_GONE_JOINER = "[ \t]*+(?:[;,]|(?<=[ \t])(?:and|or)(?=[ \t'\ue002]))?+[ \t]*+"
+_GONE_BEFORE_CLOSE = re.compile(
+    f"(?<=[^ \t;,\ue002\n])(?:{_GONE_JOINER}{_GONE_ITEM})++[ \t]*+(?=[).;:,!?]|$)", re.M)
 
 
 def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
@@ -71,37 +98,29 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
     text = re.sub("[\ue000-\ue002]", "", text)
     text = _COMMENT.sub(_GONE, text)
     masked: list[str] = []
-
-    def element(match: re.Match) -> str:
-        tag = match.group("tag").lower()
-        if tag in _DROPPED:
-            return _GONE
-        if tag == "poem":  # pandoc does not know <poem>: keep its lines as lines
-            body = (match.group("body") or "").strip("\n")
-            return "\n\n" + re.sub(r"(?<=\S)\n(?=.)", "<br />\n", body) + "\n\n"
-        masked.append(match.group(0))
-        return f"\ue000{len(masked) - 1}\ue001"
-
-    text = _ELEMENT.sub(element, text)
+    text = _cut_elements(text, masked)
     text = _STRAY_TAG.sub(_GONE, text)
-    text = _expand_templates(text, rules)
+    text = _UNFINISHED_TAG.sub("&lt;", text) if "<" in text else text
+    text = _NESTING_TAG.sub(_Depth(MAX_TAG_DEPTH), text) if "<" in text else text
+    text = _expand_templates(text, rules, _RuleBudget(len(text)))
     text = _MAGIC_WORD.sub(_GONE, text)
     text = _CATEGORY_LINK.sub(_GONE, text)
     text = _INTERLANGUAGE_LINK.sub(_GONE, text)
     text = _NUMBERED_LINK.sub(_GONE, text)
     text = _drop_file_links(text)
-    if not keep_tables:
-        text = _drop_tables(text)
+    text = _LINK_BRACKETS.sub(_Depth(MAX_LINK_DEPTH), text) if "[[" in text else text
+    text = _drop_tables(text, keep_tables)
     text = _TABLE_START.sub(r"\1{|", text)
     text = _TABLE_ROW.sub(r"\1|-", text)
     text = _CELL_LINE.sub(lambda m: m.group(0)[:-1], text)
     text = _INDENTED_LIST.sub("", text)
+    text = _DEEP_LIST.sub(r"\1", text)
     text = _HEADING.sub(_heading, text)
     if drop:
         text = _drop_sections_early(text, drop)
     if _GONE in text:
         text = _GONE_IN_BRACKETS.sub(lambda m: "" if m.group(1) else "(", text)
-        text = _GONE_BEFORE_CLOSE.sub(")", text)
+        text = _GONE_BEFORE_CLOSE.sub("", text)
     if "''" in text:
         text = "\n".join(balance_quotes(line) if "''" in line else line for line in text.split("\n"))
     if _GONE in text:
@@ -114,8 +133,34 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
     return text.strip("\n")
 
 
-_HEADING_LINE = re.compile(r"^(={1,6})(.+?)\1[ \t]*$", re.M)
 _HEADING_MARKUP = re.compile(r"'{2,}|<nowiki/>|\[\[(?:[^\[\]|]*\|)?|\]\]")
+
+
+def _heading_parts(line: str) -> tuple[int, str] | None:
+    """(level, text) of a heading line (`== a ==`) as MediaWiki reads it, or None: unequal sides
+    (`== X ===`) give the smaller level, the rest is text. String operations, no backtracking: a line
+    of a hundred thousand `=` costs one pass."""
+    line = line.rstrip(" \t")
+    left = len(line) - len(line.lstrip("="))
+    if left == len(line) or left == 0:
+        return None  # not a heading, or a line of only `=` (text)
+    right = len(line) - len(line.rstrip("="))
+    if right == 0:
+        return None
+    level = min(left, right, 6)
+    inner = "=" * (left - level) + line[left:len(line) - right] + "=" * (right - level)
+    if not inner.strip(" \t="):
+        return None
+    return level, inner
+
+
+def _heading(match: re.Match) -> str:
+    """`== a = b ==`: pandoc reads no heading when its text holds `=`; MediaWiki does (as &#61;)."""
+    parts = _heading_parts(match.group(0))
+    if parts is None:
+        return match.group(0)
+    level, inner = parts
+    return "=" * level + inner.replace("=", "&#61;") + "=" * level
 
 
 def _drop_sections_early(text: str, drop: frozenset[str]) -> str:
@@ -123,14 +168,17 @@ def _drop_sections_early(text: str, drop: frozenset[str]) -> str:
     them, up to the next heading of the same or a higher level; the filter on the AST does the same
     for headings this does not recognise (a template in the heading, say)."""
     out, last, dropping = [], 0, None
-    for match in _HEADING_LINE.finditer(text):
-        level = len(match.group(1))
+    for match in _HEADING.finditer(text):
+        parts = _heading_parts(match.group(0))
+        if parts is None:
+            continue
+        level, inner = parts
         if dropping is not None and level > dropping:
             continue
         if dropping is not None:
             last = match.start()
             dropping = None
-        name = " ".join(_HEADING_MARKUP.sub("", match.group(2)).replace("&#61;", "=").split()).casefold()
+        name = " ".join(_HEADING_MARKUP.sub("", inner).replace("&#61;", "=").split()).casefold()
         if name in drop:
             out.append(text[last:match.start()])
             dropping = level
@@ -139,40 +187,115 @@ def _drop_sections_early(text: str, drop: frozenset[str]) -> str:
     return "".join(out)
 
 
-def _heading(match: re.Match) -> str:
-    """`== a = b ==`: pandoc reads no heading when its text holds `=`; MediaWiki does (as &#61;).
-    Unequal sides (`== X ===`) give the smaller level, the rest is text, as in MediaWiki."""
-    left, inner, right = match.groups()
-    level = min(len(left), len(right), 6)
-    inner = "=" * (len(left) - level) + inner + "=" * (len(right) - level)
-    if not inner.strip(" \t="):  # a line of only `=`: text, not a heading
-        return match.group(0)
-    return "=" * level + inner.replace("=", "&#61;") + "=" * level
+@lru_cache(maxsize=32)
+def _element_openers(tags: tuple[str, ...]) -> re.Pattern:
+    return re.compile(r"<(" + "|".join(tags) + r")(?=[\s/>])", re.I)
 
 
-_TABLE_LINE = re.compile(r"^[ \t:]*(\{\||\|\})", re.M)
+@lru_cache(maxsize=64)
+def _element_closer(tag: str) -> re.Pattern:
+    return re.compile(r"</" + re.escape(tag) + r"\s*+>", re.I)
 
 
-def _drop_tables(text: str) -> str:
+def tag_elements(text: str, tags: tuple[str, ...]) -> Iterator[tuple[int, int, str, int, int]]:
+    """(start, end, tag, body start, body end) of each `<tag ...>body</tag>` or `<tag .../>` (body
+    empty) in the text, in order, none inside another; tags compare case-insensitively.
+
+    A scanner, as MediaWiki's preprocessor does it, so that thousands of tags never closed cost one
+    pass: where no `>` follows, no tag can; where no `</tag>` follows, that tag never closes again.
+    """
+    openers = _element_openers(tags)
+    position, next_gt, never_closed = 0, -1, set()
+    while True:
+        match = openers.search(text, position)
+        if match is None:
+            return
+        tag = match.group(1).lower()
+        if next_gt < match.end():
+            next_gt = text.find(">", match.end())
+            if next_gt < 0:
+                return
+        if text[next_gt - 1] == "/" and next_gt - 1 >= match.end():  # <tag .../>
+            yield match.start(), next_gt + 1, tag, next_gt + 1, next_gt + 1
+            position = next_gt + 1
+            continue
+        if tag not in never_closed:
+            close = _element_closer(tag).search(text, next_gt + 1)
+            if close is not None:
+                yield match.start(), close.end(), tag, next_gt + 1, close.start()
+                position = close.end()
+                continue
+            never_closed.add(tag)
+        position = match.end()
+
+
+def _cut_elements(text: str, masked: list[str]) -> str:
+    """Dropped elements (refs, galleries, ...) become _GONE, protected ones (pre, math, ...) a mask
+    that `prepare` puts back at the end, <poem> its lines."""
+    out, last = [], 0
+    for start, end, tag, body_start, body_end in tag_elements(text, _ELEMENT_TAGS):
+        out.append(text[last:start])
+        last = end
+        if tag in _DROPPED:
+            out.append(_GONE)
+        elif tag == "poem":  # pandoc does not know <poem>: keep its lines as lines
+            body = text[body_start:body_end].strip("\n")
+            out.append("\n\n" + re.sub(r"(?<=\S)\n(?=.)", "<br />\n", body) + "\n\n")
+        else:
+            masked.append(text[start:end])
+            out.append(f"\ue000{len(masked) - 1}\ue001")
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+
+
+class _Depth:
+    """A substitution that takes out what is nested deeper than `limit`: HTML tags (_NESTING_TAG, their
+    text stays) or link brackets (`[[`, `]]`). Unbalanced closers only bring the depth back to 0."""
+
+    def __init__(self, limit: int):
+        self.limit, self.depth = limit, 0
+
+    def __call__(self, match: re.Match) -> str:
+        token = match.group(0)
+        if token.startswith(("</", "]]")):
+            self.depth = max(0, self.depth - 1)
+            return token if self.depth < self.limit else ""
+        if token.endswith("/>"):
+            return token
+        self.depth += 1
+        return token if self.depth <= self.limit else ""
+
+
+_TABLE_LINE = re.compile(r"^[ \t:]*+(\{\||\|\})", re.M)
+
+
+def _drop_tables(text: str, keep_tables: bool) -> str:
     """Cut out tables (`{|` ... `|}`, nested ones with them) when they are not kept: pandoc then
     neither spends time on them nor rejects the page for a malformed cell (`! a ! b|c`, seen on
-    Wikipedia). A table never closed is left to pandoc."""
+    Wikipedia); a table never closed goes to the end of the page, as MediaWiki shows it. Kept tables
+    lose the tables nested in them deeper than MAX_TABLE_DEPTH."""
     if "{|" not in text:
         return text
+    limit = MAX_TABLE_DEPTH if keep_tables else 0
     out, last, depth, start = [], 0, 0, 0
     for match in _TABLE_LINE.finditer(text):
         if match.group(1) == "{|":
-            if depth == 0:
+            if depth == limit:
                 start = match.start()
             depth += 1
         elif depth:
             depth -= 1
-            if depth == 0:
+            if depth == limit:
                 end = text.find("\n", match.end())
                 end = len(text) if end < 0 else end
                 out.append(text[last:start])
                 out.append("\n")  # a table is a block: what stood before and after it stays apart
                 last = end
+    if depth > limit and not keep_tables:
+        out.append(text[last:start])
+        return "".join(out)
     out.append(text[last:])
     return "".join(out)
 
@@ -180,24 +303,34 @@ def _drop_tables(text: str) -> str:
 def _drop_file_links(text: str) -> str:
     """Cut out [[File:...]] and [[Image:...]], nested links in their captions included. pandoc reads the
     simple ones as images, but a caption with a link in italics, a blank line or a <source> block
-    leaks out as text ("thumb|left|..."). An image never closed is left to pandoc."""
-    if "[[" not in text:
+    leaks out as text ("thumb|left|..."). An image never closed goes to the end of its line (to
+    pandoc, thousands of them are minutes).
+
+    Brackets pair up in one pass with a stack (each `]]` closes the latest `[[`), so that thousands of
+    file links never closed cost one pass, not one each."""
+    if "[[" not in text or not _FILE_LINK.search(text):
         return text
+    ends: dict[int, int] = {}  # start of each file link that closes -> its end
+    open_links: list[int] = []  # starts of the `[[` still open; -1 for links that are not file links
+    for bracket in _LINK_BRACKETS.finditer(text):
+        if bracket.group(0) == "[[":
+            is_file = _FILE_LINK.match(text, bracket.start()) is not None
+            open_links.append(bracket.start() if is_file else -1)
+        elif open_links:
+            start = open_links.pop()
+            if start >= 0:
+                ends[start] = bracket.end()
+    for start in open_links:
+        if start >= 0:
+            line_end = text.find("\n", start)
+            ends[start] = len(text) if line_end < 0 else line_end
     out, last = [], 0
-    for match in _FILE_LINK.finditer(text):
-        if match.start() < last:
-            continue
-        depth, end = 0, None
-        for bracket in _LINK_BRACKETS.finditer(text, match.start()):
-            depth += 1 if bracket.group(0) == "[[" else -1
-            if depth == 0:
-                end = bracket.end()
-                break
-        if end is None:
-            continue
-        out.append(text[last:match.start()])
+    for start in sorted(ends):
+        if start < last:
+            continue  # inside a file link already cut out
+        out.append(text[last:start])
         out.append(_GONE)
-        last = end
+        last = ends[start]
     out.append(text[last:])
     return "".join(out)
 
@@ -314,32 +447,28 @@ def normalised_rules(rules: Mapping[str, str]) -> dict[str, str]:
 _BRACES = re.compile(r"\{\{+|\}\}+")
 
 
-def _expand_templates(text: str, rules: Mapping[str, str]) -> str:
-    """Replace every `{{...}}` (templates, parser functions, `{{{parameters}}}`) by the text of its rule,
-    or by nothing.
+class _RuleBudget:
+    """How much template rules may still write on one page, and how deep they may nest."""
+
+    def __init__(self, page_size: int):
+        self.left = RULE_OUTPUT_FACTOR * page_size + 10_000
+        self.depth = 0
+
+
+def _template_calls(text: str) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """One pass over the braces: the outermost calls (begin, end, braces: 2 a template, 3 a parameter)
+    and the spans of broken markup (a `{{` never closed, a `}}` never opened), in order.
 
     Braces pair up as in MediaWiki's preprocessor: a run of `{` is one stack entry; a run of `}` closes
     three braces (a parameter) when both sides have three, else two, and goes on with what is left.
-    Only outermost calls are replaced (a rule expands the calls in its arguments itself). Broken
-    markup, a `{{` never closed or a `}}` never opened, is dropped rather than left as text.
+    A call is outermost when the stack is empty after it closes; an entry left on the stack at the end
+    never closed, and the calls inside it are outermost (they never depended on it).
     """
-    if "{{" not in text and "}}" not in text:
-        return text
-    out: list[str] = []
+    closed: list[tuple[int, int, int]] = []  # (begin, end, size) in closing order
+    broken: list[tuple[int, int]] = []
     stack: list[list[int]] = []  # [position of the run, braces of it still open]
-    last = position = 0
-    while True:
-        match = _BRACES.search(text, position)
-        if match is None:
-            if not stack:
-                break
-            start, left = stack[0]  # the outermost `{{` that never closed: drop it, read on after it
-            out.append(text[last:start])
-            out.append(_GONE)
-            last = position = start + left
-            stack.clear()
-            continue
-        run, position = match.group(0), match.end()
+    for match in _BRACES.finditer(text):
+        run = match.group(0)
         if run[0] == "{":
             stack.append([match.start(), len(run)])
             continue
@@ -353,19 +482,44 @@ def _expand_templates(text: str, rules: Mapping[str, str]) -> str:
                 stack.pop()
             else:
                 stack[-1][1] = left - size
-            if not stack:
-                out.append(text[last:begin])
-                rendered = _render_template(text[begin:end], rules) if size == 2 else ""
-                if not rendered:
-                    rendered = _GONE
-                elif _alone_on_its_lines(text, begin, end):
-                    rendered = f"\n\n{rendered}\n\n"  # a block template ({{Quote}}): a paragraph of its own
-                out.append(rendered)
-                last = end
+            closed.append((begin, end, size))
         if close >= 2 and not stack:  # closing braces that opened nowhere
-            out.append(text[last:at])
-            out.append(_GONE)
-            last = at + close
+            broken.append((at, at + close))
+    # What never closed is broken markup: its braces go, what stood inside stays.
+    broken.extend((start, start + left) for start, left in stack)
+    calls: list[tuple[int, int, int]] = []
+    last_end = -1
+    for begin, end, size in sorted(closed, key=lambda c: (c[0], -c[1])):  # outermost first
+        if begin >= last_end:
+            calls.append((begin, end, size))
+            last_end = end
+    broken.sort()
+    return calls, broken
+
+
+def _expand_templates(text: str, rules: Mapping[str, str], budget: _RuleBudget) -> str:
+    """Replace every `{{...}}` (templates, parser functions, `{{{parameters}}}`) by the text of its rule,
+    or by nothing; broken markup, a `{{` never closed or a `}}` never opened, is dropped rather than
+    left as text. Only outermost calls are replaced (a rule expands the calls in its arguments itself,
+    up to MAX_RULE_DEPTH deep). Linear in the text: one pass pairs the braces, one writes the result.
+    """
+    if "{{" not in text and "}}" not in text:
+        return text
+    calls, broken = _template_calls(text)
+    pieces = sorted([(begin, end, size) for begin, end, size in calls] + [(b, e, 0) for b, e in broken])
+    out: list[str] = []
+    last = 0
+    for begin, end, size in pieces:
+        if begin < last:
+            continue  # a broken brace run inside a call already replaced
+        out.append(text[last:begin])
+        rendered = _render_template(text[begin:end], rules, budget) if size == 2 else ""
+        if not rendered:
+            rendered = _GONE
+        elif _alone_on_its_lines(text, begin, end):
+            rendered = f"\n\n{rendered}\n\n"  # a block template ({{Quote}}): a paragraph of its own
+        out.append(rendered)
+        last = end
     out.append(text[last:])
     return "".join(out)
 
@@ -374,35 +528,33 @@ def _alone_on_its_lines(text: str, begin: int, end: int) -> bool:
     return (begin == 0 or text[begin - 1] == "\n") and (end == len(text) or text[end] == "\n")
 
 
+_ARGUMENT_MARK = re.compile(r"\{\{|\}\}|\[\[|\]\]|\|")
+
+
 def _split_arguments(body: str) -> list[str]:
     """`name|a|b=[[x|y]]` -> ['name', 'a', 'b=[[x|y]]']: pipes inside nested templates or links don't split."""
-    parts, depth_braces, depth_links, start, i = [], 0, 0, 0, 0
-    while i < len(body):
-        pair = body[i:i + 2]
-        if pair == "{{":
+    parts, depth_braces, depth_links, start = [], 0, 0, 0
+    for mark in _ARGUMENT_MARK.finditer(body):
+        token = mark.group(0)
+        if token == "{{":
             depth_braces += 1
-            i += 2
-        elif pair == "}}" and depth_braces:
-            depth_braces -= 1
-            i += 2
-        elif pair == "[[":
+        elif token == "}}":
+            depth_braces = max(0, depth_braces - 1)
+        elif token == "[[":
             depth_links += 1
-            i += 2
-        elif pair == "]]" and depth_links:
-            depth_links -= 1
-            i += 2
-        else:
-            if body[i] == "|" and not depth_braces and not depth_links:
-                parts.append(body[start:i])
-                start = i + 1
-            i += 1
+        elif token == "]]":
+            depth_links = max(0, depth_links - 1)
+        elif not depth_braces and not depth_links:
+            parts.append(body[start:mark.start()])
+            start = mark.end()
     parts.append(body[start:])
     return parts
 
 
-def _render_template(call: str, rules: Mapping[str, str]) -> str:
-    """The text of one template call `{{Name|...}}` by its rule, or "" when it has none."""
-    if not rules:
+def _render_template(call: str, rules: Mapping[str, str], budget: _RuleBudget) -> str:
+    """The text of one template call `{{Name|...}}` by its rule, or "" when it has none, or when the
+    page's rules have written all they may (`budget`)."""
+    if not rules or budget.left <= 0:
         return ""
     parts = _split_arguments(call[2:-2])
     name = parts[0]
@@ -420,5 +572,16 @@ def _render_template(call: str, rules: Mapping[str, str]) -> str:
         else:
             position += 1
             params[str(position)] = part.strip()
-    params = {key: _expand_templates(value, rules) for key, value in params.items()}
-    return re.sub(r"\{([^{}]+)\}", lambda m: params.get(m.group(1).strip(), ""), rule)
+    if budget.depth >= MAX_RULE_DEPTH:
+        return ""
+    budget.depth += 1
+    try:
+        params = {key: _expand_templates(value, rules, budget) for key, value in params.items()}
+    finally:
+        budget.depth -= 1
+    rendered = _RULE_PARAMETER.sub(lambda m: params.get(m.group(1).strip(), ""), rule)
+    budget.left -= len(rendered)
+    return rendered if budget.left >= 0 else ""
+
+
+_RULE_PARAMETER = re.compile(r"\{([^{}]++)\}")

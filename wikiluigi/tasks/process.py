@@ -2,10 +2,10 @@
 import luigi
 
 from wikiluigi import derived, pagefiles, paths, summary
-from wikiluigi.config import pandoc as pandoc_config
+from wikiluigi.config import convert as convert_config, pandoc as pandoc_config
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.fetch import pages_to_fetch
-from wikiluigi.process import pages_to_process, process_pages
+from wikiluigi.process import options_current, pages_to_process, process_pages
 from wikiluigi.sources import host_of
 from wikiluigi.tasks.base import ManifestTask
 from wikiluigi.tasks.scrape import AllChunks, ChunkTask, FetchPage, FetchPages
@@ -16,8 +16,12 @@ def convert_options(manifest):
     return ConvertOptions.from_manifest(manifest)
 
 
-def pandoc_timeout() -> float:
-    return pandoc_config().timeout
+def convert_budget():
+    """The per-page budget of luigi.cfg's [convert] and [pandoc] sections."""
+    from wikiluigi.convert import Budget
+    settings = convert_config()
+    return Budget(page_seconds=settings.page_timeout or None, memory_mb=settings.page_memory or None,
+                  batch_seconds=pandoc_config().timeout or None)
 
 
 class ProcessPages(ChunkTask):
@@ -30,12 +34,14 @@ class ProcessPages(ChunkTask):
         return FetchPages(manifest=self.manifest, chunk=self.chunk)
 
     def complete(self):
-        """Not while a page of the chunk is missing from raw/ (deleted to fetch it again)."""
-        return super().complete() and self.requires().complete()
+        """Not while a page of the chunk is missing from raw/ (deleted to fetch it again), nor while
+        the host's Markdown was made with other conversion options than the manifest's."""
+        return super().complete() and self.requires().complete() and options_current(
+            derived.load(self.manifest).host, convert_options(self.load_manifest()))
 
     def run(self):
         host = derived.load(self.manifest).host
-        result = process_pages(host, self.titles(), convert_options(self.load_manifest()), pandoc_timeout(),
+        result = process_pages(host, self.titles(), convert_options(self.load_manifest()), convert_budget(),
                                progress=lambda done, total: self.report(
                                    done, total, f"converted {done} of {total} pages of chunk {self.chunk}"))
         self.report(1, 1, f"chunk {self.chunk}: {result.converted} converted, {len(result.failed)} failed")
@@ -54,11 +60,15 @@ class ProcessPage(ManifestTask):
     def output(self):
         return luigi.LocalTarget(paths.processed_page(host_of(self.load_manifest()), self.title))
 
+    def complete(self):
+        manifest = self.load_manifest()
+        return super().complete() and options_current(host_of(manifest), convert_options(manifest))
+
     def run(self):
         manifest = self.load_manifest()
         host = host_of(manifest)
         pagefiles.clear_failure(paths.processed_dir(host), self.title)  # asked for by name: try again
-        result = process_pages(host, [self.title], convert_options(manifest), pandoc_timeout())
+        result = process_pages(host, [self.title], convert_options(manifest), convert_budget())
         if result.failed:
             raise WikiluigiError(f"{manifest.name}: {self.title!r} could not be converted: {result.failed[self.title]}")
 
@@ -72,6 +82,8 @@ class Convert(AllChunks):
         if not super().complete():
             return False
         meta = derived.load(self.manifest)
+        if not options_current(meta.host, convert_options(self.load_manifest())):
+            return False  # the manifest's conversion options changed: convert again
         return not pages_to_fetch(meta.host, list(meta.titles))  # a raw page deleted: fetch and convert it
 
     def stage_dirs(self, host: str):

@@ -1,0 +1,202 @@
+"""Hostile wikitext: one page per construct that has made a wikitext clean-up or pandoc slow, deep or
+crash, each grown to about a given size; and a MediaWiki XML export holding them beside real articles.
+
+Used by the convert tests (tests/test_hostile.py), the hostile-wiki test and benchmarks/cleanup_bench.py.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Mapping
+from xml.sax.saxutils import escape
+
+
+def _repeat(unit: str, size: int, joiner: str = "") -> str:
+    """`unit` repeated until the text is about `size` characters."""
+    return joiner.join([unit] * max(1, size // (len(unit) + len(joiner))))
+
+
+def _lines(make_line: Callable[[int], str], size: int) -> str:
+    out, total, i = [], 0, 0
+    while total < size:
+        line = make_line(i)
+        out.append(line)
+        total += len(line) + 1
+        i += 1
+    return "\n".join(out)
+
+
+def citation_stack(size: int) -> str:
+    """A claim followed by dozens of citations, line after line."""
+    refs = "".join(f'<ref name="c{i}">{{{{cite web |url=http://example.org/{i} |title=T{i}}}}}</ref>'
+                   for i in range(40))
+    return _lines(lambda i: f"Claim number {i} is well sourced.{refs} More text.", size)
+
+
+def template_row(size: int) -> str:
+    """Lines of templates separated by spaces, then text: exponential for the old clean-up's pattern."""
+    row = " ".join(["{{lang|fr|mot}}"] * 30)
+    return _lines(lambda i: f"Word {i} {row} and then text", size)
+
+
+def interlanguage_row(size: int) -> str:
+    """Rows of links to other languages with prose around them."""
+    row = " ".join(f"[[{code}:Seite]]" for code in ("de", "fr", "it", "es", "nl", "pl", "pt", "sv") * 4)
+    return _lines(lambda i: f"Line {i} ({row}; {row}", size)
+
+
+def nested_list(size: int) -> str:
+    """A list one level deeper on every line, as deep as the size allows (700 levels: 250 KB)."""
+    depth = int(math.sqrt(2 * size))
+    return "Intro.\n" + "\n".join("*" * i + f" item {i}" for i in range(1, depth + 1))
+
+
+def nested_indent(size: int) -> str:
+    """Talk-page indentation (`:`) and definition lists, deeper on every line."""
+    depth = int(math.sqrt(2 * size))
+    return "Intro.\n" + "\n".join((":" if i % 3 else ";") * i + f" reply {i}" for i in range(1, depth + 1))
+
+
+def nested_tables(size: int) -> str:
+    """Tables inside tables, each in the one cell of the one before."""
+    depth = max(1, size // 10)
+    return "Intro.\n" + "{|\n| a\n" * depth + "|}\n" * depth + "After the tables."
+
+
+def nested_templates(size: int) -> str:
+    """Templates as arguments of templates, hundreds deep."""
+    depth = max(1, size // 7)
+    return "Intro " + "{{a|x" * depth + "}}" * depth + " after."
+
+
+def nested_links(size: int) -> str:
+    depth = max(1, size // 6)
+    return "Intro " + "[[a|b" * depth + "]]" * depth + " after."
+
+
+def nested_tags(size: int) -> str:
+    """<div>, <span> and <blockquote> nested hundreds deep (pandoc reads them as nested blocks)."""
+    depth = max(1, size // 40)
+    return ("Intro.\n\n" + "<div><blockquote><span>" * depth + "deep text"
+            + "</span></blockquote></div>" * depth + "\n\nAfter.")
+
+
+def unclosed_refs(size: int) -> str:
+    return "Text " + _repeat("<ref>x ", size)
+
+
+def unclosed_ref_tags(size: int) -> str:
+    """`<ref ` and `<pre ` never closed with `>`."""
+    return "Text " + _repeat("<ref name=a <pre x ", size)
+
+
+def unclosed_braces(size: int) -> str:
+    return "Text " + _repeat("{{x ", size)
+
+
+def unclosed_file_links(size: int) -> str:
+    return "Text " + _repeat("[[File:x.png|", size)
+
+
+def unclosed_pre(size: int) -> str:
+    return "Text " + _repeat("<pre>x ", size)
+
+
+def unclosed_comments(size: int) -> str:
+    return "Text " + _repeat("<!-- x ", size)
+
+
+def unclosed_tables(size: int) -> str:
+    return "Text\n" + _repeat("{|\n| a\n", size)
+
+
+def quote_storm(size: int) -> str:
+    """Bold, italic and both, overlapping and unclosed, in long lines."""
+    line = " ".join(["'''''court of appeal''''' text ''a '''b'' c''' d l'''amour ''''x"] * 20)
+    return _lines(lambda i: line, size)
+
+
+def heading_storm(size: int) -> str:
+    """Lines of `=` that are almost headings: a long one, and many `== a = b ===`."""
+    return ("=" * (size // 2) + "x\n" + _lines(lambda i: f"== a = b {i} ===\n=== c ==", size // 2))
+
+
+def redirect_spaces(size: int) -> str:
+    """`#REDIRECT` then only blanks: not a redirect, and a trap for an ambiguous pattern."""
+    return "#REDIRECT" + " " * size + "x"
+
+
+def magic_words(size: int) -> str:
+    return "__" + "A" * size + " __NOTOC__ text"
+
+
+def brackets_storm(size: int) -> str:
+    """Parentheses and semicolons around cut-out templates, unbalanced."""
+    return _lines(lambda i: "(" * 20 + "; {{x}} ; " * 20 + "''{{y}}'' ," * 10 + " text", size)
+
+
+def big_page(size: int) -> str:
+    """An ordinary article, only very long: sections of prose with links, templates and refs."""
+    def section(i: int) -> str:
+        return (f"== Section {i} ==\nThe [[river|River]] flows past ''the town'' of '''Ostrava'''.{{{{citation needed}}}}"
+                f" It was first mentioned in {1000 + i}.<ref>{{{{cite book|title=B{i}}}}}</ref> "
+                "People fished there and traded salt, wool and iron along its banks.\n")
+    return "Lead paragraph of a long article.\n" + _lines(section, size)
+
+
+CONSTRUCTS: dict[str, Callable[[int], str]] = {
+    "citation stack": citation_stack,
+    "template row": template_row,
+    "interlanguage row": interlanguage_row,
+    "nested list": nested_list,
+    "nested indent": nested_indent,
+    "nested tables": nested_tables,
+    "nested templates": nested_templates,
+    "nested links": nested_links,
+    "nested tags": nested_tags,
+    "unclosed refs": unclosed_refs,
+    "unclosed ref tags": unclosed_ref_tags,
+    "unclosed braces": unclosed_braces,
+    "unclosed file links": unclosed_file_links,
+    "unclosed pre": unclosed_pre,
+    "unclosed comments": unclosed_comments,
+    "unclosed tables": unclosed_tables,
+    "quote storm": quote_storm,
+    "heading storm": heading_storm,
+    "redirect spaces": redirect_spaces,
+    "magic words": magic_words,
+    "brackets storm": brackets_storm,
+    "big page": big_page,
+}
+
+# The template rules a hostile manifest carries, so that the rule expansion is exercised too.
+RULES = {"a": "{1}{1}", "lang": "{2}"}
+
+
+def hostile_pages(size: int, big: int | None = None) -> dict[str, str]:
+    """Title ("Hostile <construct>") -> wikitext of about `size` characters; the big page `big`."""
+    return {f"Hostile {name}": make(big if name == "big page" and big else size) for name, make in CONSTRUCTS.items()}
+
+
+_DUMP_HEAD = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" version="0.11" xml:lang="en">
+  <siteinfo><sitename>Hostile</sitename><dbname>hostilewiki</dbname>
+    <base>https://hostile.example.invalid/wiki/Main_Page</base><case>first-letter</case>
+    <namespaces><namespace key="0" case="first-letter" /><namespace key="10" case="first-letter">Template</namespace>
+      <namespace key="14" case="first-letter">Category</namespace></namespaces>
+  </siteinfo>
+"""
+_PAGE = """  <page><title>{title}</title><ns>0</ns><id>{id}</id><revision><id>{id}</id>
+    <timestamp>2024-01-01T00:00:00Z</timestamp><model>wikitext</model><format>text/x-wiki</format>
+    <text xml:space="preserve" bytes="{size}">{text}</text></revision></page>
+"""
+
+
+def write_dump(path: Path, pages: Mapping[str, str]) -> Path:
+    """A MediaWiki export (schema 0.11) of the pages, as importDump.php reads it."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(_DUMP_HEAD)
+        for number, (title, text) in enumerate(pages.items(), start=1):
+            out.write(_PAGE.format(title=escape(title), id=number, size=len(text.encode("utf-8")),
+                                   text=escape(text)))
+        out.write("</mediawiki>\n")
+    return path

@@ -1,0 +1,119 @@
+"""Hostile pages (tests/support/hostile.py) through the clean-up and the convert step: each construct
+comes out bounded (depth, size, no markup left that makes pandoc hang), and one page never takes its
+batch down: whatever it does, it is converted or named as failed with a reason.
+
+The clean-up's time on these, at 10 KB, 100 KB and 1 MB, is benchmarks/cleanup_bench.py's to show;
+the timeouts here only stop a test that would hang.
+"""
+import re
+
+import pytest
+
+from tests.support.hostile import CONSTRUCTS, RULES, hostile_pages
+from wikiluigi import wikitext
+from wikiluigi.budget import convert_within_budget
+from wikiluigi.convert import Budget, ConvertOptions, convert_page, convert_pages
+from wikiluigi.manifest import DEFAULT_DROP_SECTIONS
+
+SIZE = 100_000
+RULE_MAP = wikitext.normalised_rules(RULES)
+OPTIONS = ConvertOptions(drop_sections=DEFAULT_DROP_SECTIONS, template_rules=RULES)
+SPOCK = ("'''Spock''' is a [[Vulcan]] science officer.<ref>{{cite web|url=http://x}}</ref>\n\n"
+         "== Life ==\nHe was born on [[Vulcan (planet)|Vulcan]].\n")
+
+
+def prepared(name, size=SIZE, keep_tables=False):
+    return wikitext.prepare(CONSTRUCTS[name](size), RULE_MAP, keep_tables, frozenset({"references"}))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", sorted(CONSTRUCTS))
+def test_every_construct_comes_out_of_the_clean_up_bounded(name):
+    text = prepared(name)
+    assert len(text) <= wikitext.RULE_OUTPUT_FACTOR * SIZE + 10_000
+    for line in text.splitlines():
+        assert len(line) - len(line.lstrip("*#:;")) <= wikitext.MAX_LIST_DEPTH, line[:80]
+    tags = ("{{", "}}", "[[File:", "<!--") if name == "unclosed ref tags" else ("<ref", "<pre", "{{", "}}", "[[File:", "<!--")
+    for tag in tags:  # (`<ref name=a` never followed by `>` is text, in MediaWiki too)
+        assert tag not in text, (tag, text[text.find(tag) - 40:text.find(tag) + 40])
+
+
+def test_template_rows_and_citation_stacks_leave_the_prose():
+    """Rows of cut-out templates, links to other languages and citations: the words around stay, and
+    no joiner is left dangling ("and and.")."""
+    first_line = wikitext.prepare(CONSTRUCTS["template row"](2_000), {}).splitlines()[0]
+    assert first_line.split() == ["Word", "0", "and", "then", "text"]
+    assert prepared("citation stack", 2_000).splitlines()[0] == "Claim number 0 is well sourced. More text."
+    assert prepared("interlanguage row", 2_000).splitlines()[0] == "Line 0 ("  # the bracket never closes
+    text = "It is [http://example.org a link] and [http://example.org] and [[de:Seite]]. Then {{a}}, {{b}} or {{c}})"
+    assert wikitext.prepare(text, {}) == "It is [http://example.org a link]. Then)"
+
+
+def test_nesting_is_bounded_not_refused():
+    lists = prepared("nested list")
+    assert "*" * wikitext.MAX_LIST_DEPTH + " item 400" in lists  # deeper items read at the deepest level
+    tags = prepared("nested tags")
+    assert tags.count("<div>") == len(re.findall(r"<div>", tags)) <= wikitext.MAX_TAG_DEPTH
+    assert "deep text" in tags
+    kept = prepared("nested tables", keep_tables=True)
+    assert kept.count("{|") == wikitext.MAX_TABLE_DEPTH == kept.count("|}")
+    assert "{|" not in prepared("nested tables") and "After the tables." in prepared("nested tables")
+    # A rule `{1}{1}` nested a thousand deep writes at most RULE_OUTPUT_FACTOR times the page.
+    templates = prepared("nested templates")
+    assert "Intro" in templates and "after." in templates
+    assert len(templates) <= wikitext.RULE_OUTPUT_FACTOR * SIZE + 10_000
+
+
+def test_unclosed_markup_is_dropped_as_mediawiki_shows_it():
+    assert set(prepared("unclosed refs", 700).split()) == {"Text", "x"}  # the tags go, the text stays
+    assert set(prepared("unclosed braces", 700).split()) == {"Text", "x"}
+    assert prepared("unclosed file links", 700) == "Text"
+    assert set(prepared("unclosed pre", 700).split()) == {"Text", "x"}
+    assert prepared("unclosed tables", 700) == "Text"  # a table never closed runs to the end of the page
+    assert wikitext.prepare("A {{b|[[c]] {{d}} e", {}) == "A b|[[c]]  e"
+
+
+def test_almost_headings_and_redirects():
+    storm = prepared("heading storm", 2_000)
+    assert storm.startswith("=" * 1_000 + "x\n== a &#61; b 0 &#61;==\n==&#61; c ==\n")
+    assert wikitext.redirect_target(CONSTRUCTS["redirect spaces"](SIZE)) is None
+    assert wikitext.redirect_target("#REDIRECT   :  [[Target page]]") == "Target page"
+
+
+@pytest.mark.timeout(600)
+def test_a_batch_of_hostile_pages_converts_or_names_each_failure():
+    """Every construct at 20 KB in one batch with a real page: each converted, or failed with a
+    reason; the real page is converted as it is alone."""
+    pages = {"Spock": SPOCK, **hostile_pages(20_000), "Broken": "Text \udcff here"}
+    results = convert_pages(pages, OPTIONS, budget=Budget(page_seconds=120))
+    assert results["Spock"] == convert_page("Spock", SPOCK, OPTIONS)
+    assert results["Spock"].markdown == "# Spock\n\n**Spock** is a Vulcan science officer.\n\n## Life\n\n" \
+                                        "He was born on Vulcan.\n"
+    assert results["Broken"].error.startswith("the wikitext is not valid Unicode")
+    failed = {title: result.error for title, result in results.items() if not result.ok}
+    assert set(failed) <= {"Broken", "Hostile unclosed refs", "Hostile unclosed file links",
+                           "Hostile unclosed tables", "Hostile redirect spaces", "Hostile magic words"}, failed
+    for title, result in results.items():
+        assert result.ok or result.error, title
+    assert "item 200" in results["Hostile nested list"].markdown
+    assert "deep text" in results["Hostile nested tags"].markdown
+
+
+def test_a_page_over_its_time_budget_fails_alone():
+    """A 30 MB page takes its clean-up seconds: with a budget of 0.3 s it is stopped and named, and
+    the pages before and after it in the batch are converted."""
+    huge = CONSTRUCTS["big page"](30_000_000)
+    pages = {"Before": SPOCK, "Huge": huge, "After": SPOCK.replace("Spock", "Sarek")}
+    results = convert_within_budget(pages, OPTIONS, Budget(page_seconds=0.3))
+    assert results["Huge"].error == "over the 0.3 s budget"
+    assert results["Before"].markdown.startswith("# Before\n\n**Spock** is")
+    assert results["After"].markdown.startswith("# After\n\n**Sarek** is")
+
+
+def test_a_page_over_its_memory_budget_fails_alone():
+    """The same page under 64 MB: its clean-up cannot allocate what it needs, and only it fails."""
+    huge = CONSTRUCTS["big page"](30_000_000)
+    pages = {"Before": SPOCK, "Huge": huge}
+    results = convert_within_budget(pages, OPTIONS, Budget(memory_mb=64))
+    assert results["Huge"].error.startswith("over the 64 MB memory budget")
+    assert results["Before"].ok
