@@ -37,30 +37,41 @@ def options_record(options) -> dict:
     return {"fingerprint": digest, "options": settings}
 
 
-def options_current(host: str, options) -> bool:
-    """Whether the host's Markdown was made with these options: one small file read, no page touched."""
+def recorded_fingerprint(host: str) -> str | None:
+    """The fingerprint of the options the host's Markdown was made with: one small file read, no page
+    touched; None when none is recorded (pages from before options were, which count as made with the
+    options of their next run), "" when the record is unreadable."""
     try:
         recorded = json.loads((paths.processed_dir(host) / OPTIONS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError):
-        return False
-    return isinstance(recorded, dict) and recorded.get("fingerprint") == options_record(options)["fingerprint"]
+        return ""
+    return str(recorded.get("fingerprint", "")) if isinstance(recorded, dict) else ""
+
+
+def options_current(host: str, options) -> bool:
+    """Whether the host's Markdown was made with these options (see recorded_fingerprint)."""
+    recorded = recorded_fingerprint(host)
+    return recorded is None or recorded == options_record(options)["fingerprint"]
 
 
 def use_options(host: str, options) -> None:
-    """Before converting with `options`: when the host's pages were made with other options (or with
-    options not recorded), they and their failure records are stale and go, and the new options are
-    recorded. Under a lock, so that the chunks of one run starting together clear the folder once."""
-    if options_current(host, options):
-        return
+    """Before converting with `options`: when the host's pages were made with other options, they and
+    their failure records are stale and go; the options are recorded. Under a lock, so that the chunks
+    of one run starting together clear the folder once."""
     folder = paths.processed_dir(host)
+    if (folder / OPTIONS_FILE).exists() and options_current(host, options):
+        return
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock_path = folder.parent / f".{folder.name}.options.lock"
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if options_current(host, options):
-                return  # another chunk of the same run got here first
-            if folder.exists() and any(os.scandir(folder)):
+            if (folder / OPTIONS_FILE).exists():
+                if options_current(host, options):
+                    return  # another chunk of the same run got here first
+                # Made with other options: stale, the failure records with them.
                 stale = folder.parent / f".stale-{folder.name}-{os.getpid()}"
                 os.replace(folder, stale)  # one rename: no reader sees half a folder
                 shutil.rmtree(stale, ignore_errors=True)

@@ -140,3 +140,28 @@ def test_a_killed_run_leaves_whole_files_and_a_rerun_finishes(tmp_path):
     run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler", check_returncode=0)
     for i in range(1500):
         assert (folder / f"Page {i}.md").read_text() == f"# Page {i}\n\nText {i}.\n"
+
+
+def test_changed_conversion_options_convert_the_pages_again(tmp_path):
+    """Markdown follows the manifest's conversion options: keep_tables, drop_sections or template_rules
+    changed, the next run converts the pages again; unchanged, it touches nothing."""
+    dump = write_dump(tmp_path / "tiny.xml", {
+        "Boat": "A boat {{Size|big}}.\n\n{|\n| Length || 9 m\n|}\n\n== Trivia ==\nIt floats.\n[[Category:Tiny]]",
+        "Oar": "An oar.\n\n== Trivia ==\nIt rows.\n[[Category:Tiny]]",
+    })
+    manifest = {"dump": str(dump), "include_categories": ["Tiny"]}
+    data_dir = make_data_dir(tmp_path / "data", {"tiny": manifest})
+    folder = processed_folder(data_dir, "tiny.example.invalid")
+    run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler", check_returncode=0)
+    assert (folder / "Boat.md").read_text() == "# Boat\n\nA boat.\n\n## Trivia\n\nIt floats.\n"
+    before = mtimes(folder)
+    time.sleep(0.05)
+    run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler", check_returncode=0)
+    assert mtimes(folder) == before  # same options: nothing converted again
+
+    changed = {**manifest, "keep_tables": True, "drop_sections": ["Trivia"], "template_rules": {"Size": "{1}"}}
+    make_data_dir(tmp_path / "data", {"tiny": changed})
+    run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler", check_returncode=0)
+    boat = (folder / "Boat.md").read_text()
+    assert boat.startswith("# Boat\n\nA boat big.\n\n") and "| Length | 9 m |" in boat and "Trivia" not in boat
+    assert (folder / "Oar.md").read_text() == "# Oar\n\nAn oar.\n"

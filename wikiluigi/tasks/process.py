@@ -5,7 +5,7 @@ from wikiluigi import derived, pagefiles, paths, summary
 from wikiluigi.config import convert as convert_config, pandoc as pandoc_config
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.fetch import pages_to_fetch
-from wikiluigi.process import options_current, pages_to_process, process_pages
+from wikiluigi.process import options_record, pages_to_process, process_pages, recorded_fingerprint
 from wikiluigi.sources import host_of
 from wikiluigi.tasks.base import ManifestTask
 from wikiluigi.tasks.scrape import AllChunks, ChunkTask, FetchPage, FetchPages
@@ -14,6 +14,13 @@ from wikiluigi.tasks.scrape import AllChunks, ChunkTask, FetchPage, FetchPages
 def convert_options(manifest):
     from wikiluigi.convert import ConvertOptions
     return ConvertOptions.from_manifest(manifest)
+
+
+def converted_with_its_options(task: ManifestTask, host: str) -> bool:
+    """Whether the host's Markdown was made with the manifest's conversion options; the manifest is
+    read only when the host records options at all."""
+    recorded = recorded_fingerprint(host)
+    return recorded is None or recorded == options_record(convert_options(task.load_manifest()))["fingerprint"]
 
 
 def convert_budget():
@@ -36,8 +43,8 @@ class ProcessPages(ChunkTask):
     def complete(self):
         """Not while a page of the chunk is missing from raw/ (deleted to fetch it again), nor while
         the host's Markdown was made with other conversion options than the manifest's."""
-        return super().complete() and self.requires().complete() and options_current(
-            derived.load(self.manifest).host, convert_options(self.load_manifest()))
+        return super().complete() and self.requires().complete() and converted_with_its_options(
+            self, derived.load(self.manifest).host)
 
     def run(self):
         host = derived.load(self.manifest).host
@@ -61,8 +68,7 @@ class ProcessPage(ManifestTask):
         return luigi.LocalTarget(paths.processed_page(host_of(self.load_manifest()), self.title))
 
     def complete(self):
-        manifest = self.load_manifest()
-        return super().complete() and options_current(host_of(manifest), convert_options(manifest))
+        return super().complete() and converted_with_its_options(self, host_of(self.load_manifest()))
 
     def run(self):
         manifest = self.load_manifest()
@@ -82,7 +88,7 @@ class Convert(AllChunks):
         if not super().complete():
             return False
         meta = derived.load(self.manifest)
-        if not options_current(meta.host, convert_options(self.load_manifest())):
+        if not converted_with_its_options(self, meta.host):
             return False  # the manifest's conversion options changed: convert again
         return not pages_to_fetch(meta.host, list(meta.titles))  # a raw page deleted: fetch and convert it
 
