@@ -5,7 +5,6 @@ import shutil
 
 import pytest
 
-from tests.support.tiny_gpt2 import TINY
 from wikiluigi import runfolder, sampling
 from wikiluigi.errors import ModelError
 
@@ -71,4 +70,3 @@ def test_generate_bad_inputs_are_clear_errors(tmp_path, tiny_model):
     with pytest.raises(ModelError, match=r"batch_size must be 0 \(as many as fit\) or more"):
         sampling.generate(run, tmp_path / "gen", batch_size=-1)
     assert not (tmp_path / "gen").exists()
-    assert TINY["n_ctx"] == 128

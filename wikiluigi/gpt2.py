@@ -11,11 +11,10 @@ import contextlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from wikiluigi import vocabulary
+from wikiluigi.pagefiles import write_atomic as _write_atomic
 from wikiluigi.runfolder import atomic_dir as _atomic_dir, read_hparams
 from wikiluigi.errors import ModelError
 
@@ -45,12 +44,6 @@ def _session(tf, graph):
 
 def _model_vars(tf):
     return [v for v in tf.compat.v1.global_variables() if v.name.startswith("model/")]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _positive(**values) -> None:

@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wikiluigi import pagefiles
 from wikiluigi.errors import ModelError
 
 RUN_INFO = "run.json"
@@ -76,9 +77,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    pagefiles.write_atomic(path, text)
 
 
 def write_json_atomic(path: Path, document: dict) -> None:
@@ -189,7 +188,9 @@ class RunFolder:
                 else:
                     shutil.rmtree(target, ignore_errors=True)
                     os.rename(aside, target)
-        for stale in self.path.glob(".*.tmp-*"):
+        leftovers = [*self.path.glob(".*.tmp-*"), *self.path.glob(".tmp-*.part"),   # ours, pagefiles'
+                     *(self.path / SAMPLES).glob(".tmp-*.part")]
+        for stale in leftovers:
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
             else:

@@ -24,7 +24,6 @@ The module may also provide check_base_model(base_dir) -> hparams (a clear error
 model; default: runfolder.read_hparams) and, for Generate, generate_ids(folder, hparams, context, ...)
 (see wikiluigi.sampling).
 """
-import contextlib
 import dataclasses
 import importlib
 import math
@@ -32,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wikiluigi import report, runfolder, vocabulary
+from wikiluigi import corpus, report, runfolder, vocabulary
 from wikiluigi.errors import ModelError
 
 BACKENDS = {"tensorflow": "wikiluigi.gpt2"}
@@ -139,20 +138,11 @@ def finished(run_dir, steps: int, patience: int, identity: dict | None = None) -
 def identity_of(backend: str, base_dir, corpus_dir, hparams: dict | None = None) -> dict:
     """What a run is, as run.json records it: backend, base model, corpus (manifests and validation split)."""
     base = {"name": Path(base_dir).name, **({"hparams": hparams} if hparams else {})}
-    corpus = {"folder": Path(corpus_dir).name}
-    stats = runfolder.read_json(Path(corpus_dir) / "stats.json")
-    if stats:
-        corpus.update(manifests=stats["manifests"], validation=stats["validation"]["asked"])
-    return {"backend": backend, "base_model": base, "corpus": corpus}
-
-
-def corpus_identity(corpus_dir) -> tuple[dict, dict]:
-    """What the corpus folder is (manifests and validation split: part of a run's identity) and its figures."""
-    from wikiluigi import corpus
+    described = {"folder": Path(corpus_dir).name}
     stats = corpus.read_stats(corpus_dir)
-    if stats is None:
-        raise ModelError(f"{corpus_dir} holds no training set ({corpus.STATS} missing): build it (TrainingSet).")
-    return {"manifests": stats["manifests"], "validation": stats["validation"]["asked"]}, stats
+    if stats:
+        described.update(manifests=stats["manifests"], validation=stats["validation"]["asked"])
+    return {"backend": backend, "base_model": base, "corpus": described}
 
 
 def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "tensorflow", progress=None) -> dict:
@@ -161,15 +151,14 @@ def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "
     `corpus_dir` is a TrainingSet folder (train.txt, validation.txt, stats.json). `progress(step, total,
     loss, tokens_per_s, seconds_left)` is called after the first step, about once a second, and at the end.
     """
-    from wikiluigi import corpus
-
     run_dir, base_dir, corpus_dir = Path(run_dir), Path(base_dir), Path(corpus_dir)
     module = load_backend(backend)
     hparams = getattr(module, "check_base_model", runfolder.read_hparams)(base_dir)
     settings = settings.resolved(hparams["n_ctx"])
-    corpus_id, stats = corpus_identity(corpus_dir)
-    identity = {"backend": module.NAME, "base_model": {"name": base_dir.name, "hparams": hparams},
-                "corpus": {"folder": corpus_dir.name, **corpus_id}}
+    stats = corpus.read_stats(corpus_dir)
+    if stats is None:
+        raise ModelError(f"{corpus_dir} holds no training set ({corpus.STATS} missing): build it (TrainingSet).")
+    identity = identity_of(module.NAME, base_dir, corpus_dir, hparams)
     runfolder.check_identity(run_dir, identity)
     if finished(run_dir, settings.steps, settings.patience):
         info = runfolder.load_info(run_dir)

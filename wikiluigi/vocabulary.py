@@ -11,6 +11,7 @@ from pathlib import Path
 
 from wikiluigi.corpus import END, START
 from wikiluigi.errors import ModelError
+from wikiluigi.pagefiles import write_atomic as _write_atomic
 
 MARKERS = (END, START)
 
@@ -44,12 +45,6 @@ def check_corpus(corpus_path) -> Path:
             return corpus_path
     raise ModelError(f"The corpus {corpus_path} holds no text (no tokens to learn from): check that its "
                      f"manifests have processed pages.")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def build_vocabulary(corpus_paths, model_dir, vocab_size: int) -> int:

@@ -14,7 +14,7 @@ import pytest
 from luigi.execution_summary import LuigiStatusCode
 
 from tests.support.tiny_gpt2 import startrek_articles
-from wikiluigi import corpus, derived, gpt2, pagefiles, paths, runfolder
+from wikiluigi import derived, gpt2, pagefiles, paths, runfolder
 from wikiluigi.errors import ModelError
 from wikiluigi.tasks.model import BaseModel, Generate, Train, TrainingSet, scratch_folder
 from wikiluigi.tasks.process import Convert
