@@ -13,7 +13,8 @@ others use bf16 autocast, torch.compile, fused AdamW and flash attention. On a C
 TensorFlow backend's step (wikiluigi.gpt2.TensorFlowModel, gpt-2-simple's graph) on the same shapes, batches
 and settings (Adam, gradient clipping at 1.0), which needs the package and TensorFlow installed.
 
-Each setting runs in a process of its own (so that its peak memory is its own and an out-of-memory error
+"vs base" compares tokens/s (wall clock); "CPU vs" compares the CPU seconds of a step (the process's, every
+thread), the steadier figure on a machine shared with other work. Each setting runs in a process of its own (so that its peak memory is its own and an out-of-memory error
 ends only it): warm-up steps first (torch.compile compiles then), then timed steps. MFU is model FLOPs per
 token (torch_model.flops_per_token: 6 x matrix weights + attention, the PaLM/nanoGPT count) x tokens/s over
 the device's peak dense bf16 FLOP/s, looked up by the device's name (PEAK_BF16_TFLOPS; --peak-tflops for
@@ -161,7 +162,9 @@ def measure_tensorflow(job: dict) -> dict:
 def run_job(job: dict, timeout: float) -> dict:
     """One setting in a fresh process; its result, or what went wrong (out of memory, timeout, a crash)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--job", json.dumps(job)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # OpenMP threads that spin while they wait (torch's default) burn the CPU a loaded machine's other
+    # processes need: measured here with 2 cores under load, torch's CPU seconds a step went from 2.1 to 0.5.
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -184,12 +187,16 @@ def row_text(label: str, job: dict, result: dict, baseline: dict | None) -> str:
     if baseline and "error" not in baseline:
         ratio = f"{result['tokens_per_s'] / baseline['tokens_per_s']:8.2f}x"
     mode = f"{result['precision']} {'compiled' if result['compiled'] is True else 'eager' if result['compiled'] is False else result['compiled']}"
+    cpu_ratio = ""
+    if baseline and "error" not in baseline:
+        cpu_ratio = f"{baseline['cpu_s_per_step'] / result['cpu_s_per_step']:8.2f}x"
     return (f"{label:<11}{setting}  {mode:<14}{result['tokens_per_s']:>12,.0f}{result['ms_per_step']:>11,.1f}"
-            f"{mfu:>8}{result['peak_mem_mib']:>11,.0f}{ratio:>10}   loss {result['first_loss']:.2f}->{result['last_loss']:.2f}")
+            f"{result['cpu_s_per_step']:>10,.2f}{mfu:>8}{result['peak_mem_mib']:>11,.0f}{ratio:>10}{cpu_ratio:>10}"
+            f"   loss {result['first_loss']:.2f}->{result['last_loss']:.2f}")
 
 
-HEADER = (f"{'':<11}{'shape':<8}{'batch x win':<14}{'mode':<14}{'tokens/s':>12}{'ms/step':>11}{'MFU':>8}"
-          f"{'peak MiB':>11}{'vs base':>10}")
+HEADER = (f"{'':<11}{'shape':<8}{'batch x win':<14}{'mode':<14}{'tokens/s':>12}{'ms/step':>11}{'CPU s/st':>10}"
+          f"{'MFU':>8}{'peak MiB':>11}{'vs base':>10}{'CPU vs':>10}")
 
 
 def gpu_main(args) -> None:

@@ -47,6 +47,15 @@ def status(args) -> int:
     return 0
 
 
+def convert(args) -> int:
+    from wikiluigi import torch_convert
+    done = torch_convert.convert(args.source, args.target)
+    steps = done.get("checkpoints") or {"step": done.get("step")}
+    print(f"{args.source} ({done['from']}) -> {done['target']} ({done['to']}): "
+          + ", ".join(f"{kind} {step}" for kind, step in steps.items()))
+    return 0
+
+
 def main(argv=None) -> int:
     import wikiluigi  # noqa: F401  (loads the shipped luigi.cfg defaults: data_dir and the rest)
 
@@ -57,6 +66,15 @@ def main(argv=None) -> int:
     status_parser = commands.add_parser("status", help="pages on disk for a manifest: derived, raw, processed, failed")
     status_parser.add_argument("--manifest", required=True)
     status_parser.set_defaults(func=status)
+    convert_parser = commands.add_parser(
+        "convert", help="a run or model folder to the other training backend's format (TensorFlow <-> torch)",
+        description="A run folder (out/checkpoint/<run>) becomes a new run of the other backend, its latest and "
+                    "best checkpoints converted; a model folder (a base model, or a run's latest/ or best/) gets "
+                    "its weights in the other format (TARGET may be SOURCE for a TensorFlow base model: model.pt "
+                    "is added). Reading or writing TensorFlow checkpoints needs TensorFlow.")
+    convert_parser.add_argument("source")
+    convert_parser.add_argument("target")
+    convert_parser.set_defaults(func=convert)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -7,6 +7,13 @@ the same training loop; only rank 0 writes checkpoints (see `train_distributed`)
 ModelError here; torch is imported inside the functions, so importing this module loads nothing heavy.
 """
 import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from wikiluigi.errors import ModelError
@@ -32,6 +39,10 @@ def make_trainer(hparams: dict, *, learning_rate: float = 1e-4, seed: int = 1, d
 def open_backend(hparams: dict, base_dir, resume, settings):
     """A TorchModel restored from `resume` (a run's latest/ folder) or the base model's weights."""
     options = {name: getattr(settings, name, "auto") for name in DEVICE_OPTIONS}
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if settings.batch_size % world:
+        raise ModelError(f"batch_size {settings.batch_size} does not split among {world} processes: use a multiple "
+                         f"of {world} (each process takes batch_size / {world} windows of every batch).")
     model = TorchModel(make_trainer(hparams, learning_rate=settings.learning_rate, seed=settings.seed, **options),
                        settings)
     load(model.trainer, Path(resume) if resume else Path(base_dir), optimizer=resume is not None)
@@ -121,3 +132,77 @@ def generate_ids(folder, hparams: dict, context: list[int], *, nsamples: int, le
         if progress:
             progress(min(len(rows), nsamples), nsamples)
     return rows[:nsamples]
+
+
+# ------------------------------------------------------------------------------------ several processes
+def train_distributed(run_dir, base_dir, corpus_dir, settings, *, backend: str = NAME, processes: int) -> dict:
+    """Train with `processes` processes (one a GPU) started by torchrun, DDP averaging their gradients; the
+    result of wikiluigi.training.train, as rank 0 returns it. Every process runs the same loop on the same
+    batches (each its slice) and validation windows, so they decide alike on saving and stopping; rank 0
+    writes the run, the others a private copy of it that is removed at the end."""
+    if backend != NAME:
+        raise ModelError(f"processes {processes} needs backend {NAME!r} (torchrun and DDP), not {backend!r}.")
+    if not isinstance(processes, int) or processes < 1:
+        raise ModelError(f"processes must be a whole number of at least 1, not {processes!r}.")
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{run_dir.name}.torchrun-", dir=run_dir.parent) as scratch:
+        job = {"run_dir": str(run_dir), "base_dir": str(base_dir), "corpus_dir": str(corpus_dir),
+               "settings": dataclasses.asdict(settings), "result": str(Path(scratch) / "result.json")}
+        (Path(scratch) / "job.json").write_text(json.dumps(job), encoding="utf-8")
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+                   "-m", "wikiluigi.torch_backend", str(Path(scratch) / "job.json")]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            said = [line for line in done.stderr.splitlines() if "ModelError" in line or "Error:" in line]
+            raise ModelError(f"torchrun with {processes} processes failed (exit {done.returncode}) training {run_dir}: "
+                             f"{(said or done.stderr.splitlines() or ['no output'])[-1].strip()}")
+        return json.loads(Path(job["result"]).read_text(encoding="utf-8"))
+
+
+def _follower_copy(run_dir: Path, rank: int) -> Path:
+    """A private copy of the run for a process other than rank 0: files hard-linked (nothing is written into
+    them: checkpoints are replaced by renames), so it resumes exactly where rank 0 does."""
+    copy = run_dir.parent / f".{run_dir.name}.rank{rank}.tmp-{os.getpid()}"
+    shutil.rmtree(copy, ignore_errors=True)
+    if run_dir.exists():
+        def link(source, target):
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+        shutil.copytree(run_dir, copy, copy_function=link)
+    return copy
+
+
+def _distributed_main(job_path: str) -> None:
+    """One torchrun process: the shared training loop on the run (rank 0) or on a private copy of it."""
+    import torch
+    import torch.distributed
+
+    from wikiluigi import training
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    settings = training.Settings(**job["settings"])
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = settings.device != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    run_dir = Path(job["run_dir"])
+    # The copies are made before rank 0 opens (and may repair or start) the run: all wait here for them.
+    own = run_dir if rank == 0 else _follower_copy(run_dir, rank)
+    torch.distributed.barrier(device_ids=[local_rank] if cuda else None)
+    try:
+        result = training.train(own, job["base_dir"], job["corpus_dir"], settings, backend=NAME)
+        if rank == 0:
+            Path(job["result"]).write_text(json.dumps(result), encoding="utf-8")
+    finally:
+        if rank != 0:
+            shutil.rmtree(own, ignore_errors=True)
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _distributed_main(sys.argv[1])

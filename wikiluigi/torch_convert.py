@@ -159,14 +159,17 @@ def convert_model(source, target) -> dict:
     `counter`, a folder gpt-2-simple samples and goes on training as a run. Either way `target` gets
     hparams.json and the vocabulary, and the step is kept (checkpoint.json when the source has one).
     """
-    from wikiluigi import gpt2, torch_backend
+    from wikiluigi import runfolder, torch_backend
 
     source, target = Path(source), Path(target)
-    hparams = gpt2.read_hparams(source)
+    hparams = runfolder.read_hparams(source)
     step = _step_of(source)
+    same = target.exists() and target.resolve() == source.resolve()
+    if target.exists() and not same and any(target.iterdir()):
+        raise ModelError(f"{target} exists and is not empty: convert into a new folder.")
     if has_tf_checkpoint(source):
         state = read_tf_weights(source, hparams)
-        if target.resolve() != source.resolve():
+        if not same:
             copy_model_files(source, target)
         _save_torch(state, target / TORCH_WEIGHTS)
         direction = ("tensorflow", "torch")
@@ -175,11 +178,55 @@ def convert_model(source, target) -> dict:
         copy_model_files(source, target)
         write_tf_checkpoint(state, hparams, target, step)
         direction = ("torch", "tensorflow")
-    if (source / "checkpoint.json").is_file() and target.resolve() != source.resolve():
+    if (source / "checkpoint.json").is_file() and not same:
         info = json.loads((source / "checkpoint.json").read_text(encoding="utf-8"))
         info["backend"] = direction[1]
         (target / "checkpoint.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return {"from": direction[0], "to": direction[1], "step": step, "target": str(target)}
+
+
+BACKENDS = ("tensorflow", "torch")
+RUN_FILES = ("hparams.json", "encoder.json", "vocab.bpe", "loss.csv", "loss.png", "report.html")
+
+
+def convert_run(source, target) -> dict:
+    """A whole training run to the other backend, as a new run folder: its latest/ and best/ checkpoints
+    converted (weights; the optimiser's state starts afresh), loss.csv, plot, report and samples copied, and
+    run.json naming the other backend, so that the other backend resumes it and Generate samples it."""
+    from wikiluigi import runfolder
+
+    source, target = Path(source), Path(target)
+    info = runfolder.load_info(source)
+    backend = info.get("backend", "tensorflow")
+    if backend not in BACKENDS:
+        raise ModelError(f"{source / runfolder.RUN_INFO} names backend {backend!r}: it converts from "
+                         f"{' or '.join(BACKENDS)} only.")
+    if target.exists():
+        raise ModelError(f"{target} exists: convert into a new run folder (a run name not used yet).")
+    other = BACKENDS[1 - BACKENDS.index(backend)]
+    converted = {}
+    with runfolder.atomic_dir(target) as tmp:
+        for name in RUN_FILES:
+            if (source / name).is_file():
+                shutil.copyfile(source / name, tmp / name)
+        if (source / runfolder.SAMPLES).is_dir():
+            shutil.copytree(source / runfolder.SAMPLES, tmp / runfolder.SAMPLES)
+        for kind in (runfolder.LATEST, runfolder.BEST):
+            if runfolder.checkpoint_info(source / kind):
+                converted[kind] = convert_model(source / kind, tmp / kind)["step"]
+        if not converted:
+            raise ModelError(f"{source} holds no checkpoint to convert: train it first.")
+        info.update(backend=other, converted_from={"run": str(source), "backend": backend, **converted})
+        runfolder.write_json_atomic(tmp / runfolder.RUN_INFO, info)
+    return {"from": backend, "to": other, "checkpoints": converted, "target": str(target)}
+
+
+def convert(source, target) -> dict:
+    """`wikiluigi convert`: a run folder (it has run.json) with convert_run, else one model folder."""
+    from wikiluigi import runfolder
+    if (Path(source) / runfolder.RUN_INFO).is_file():
+        return convert_run(source, target)
+    return convert_model(source, target)
 
 
 def _save_torch(state: dict, path: Path) -> None:

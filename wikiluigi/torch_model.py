@@ -169,8 +169,9 @@ def pick_device(device: str = "auto") -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch {torch.__version__} sees no CUDA GPU here: use "
                          f"'cpu' or 'auto', or install a CUDA build of torch.")
-    if device == "cuda" and distributed()[1] > 1:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if device == "cuda":    # an index always: torch.cuda.set_device and DDP's device_ids refuse a bare "cuda"
+        local_rank = os.environ.get("LOCAL_RANK")
+        device = f"cuda:{int(local_rank) if distributed()[1] > 1 and local_rank else torch.cuda.current_device()}"
     try:
         return torch.device(device)
     except RuntimeError as exc:
@@ -204,7 +205,10 @@ class Trainer:
         self.hparams = dict(hparams)
         self.model = GPT2(hparams, pad_vocab_to=64 if cuda else 1).to(self.device)
         self.optimizer = adamw(self.model, learning_rate, weight_decay, fused=fused)
-        self.compiled = cuda if compile == "auto" else bool(compile)
+        choices = {"auto": cuda, True: True, "true": True, False: False, "false": False}
+        if compile not in choices:
+            raise ValueError(f"compile must be 'auto', 'true' or 'false', not {compile!r}.")
+        self.compiled = choices[compile]
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if cuda else "gloo")
         # Steps run through `runner`: the model compiled (when asked) and wrapped in DDP (under torchrun);
