@@ -34,7 +34,7 @@ from pathlib import Path
 from wikiluigi import corpus, report, runfolder, vocabulary
 from wikiluigi.errors import ModelError
 
-BACKENDS = {"tensorflow": "wikiluigi.gpt2"}
+BACKENDS = {"tensorflow": "wikiluigi.gpt2", "torch": "wikiluigi.torch_backend"}
 SCHEDULES = ("cosine", "linear", "constant")
 FINAL_SAMPLES = 3
 
@@ -57,6 +57,9 @@ class Settings:
     validation_windows: int = 32       # a fixed set, spread over the validation pages
     patience: int = 0                  # stop after this many validations without a better loss (0: never)
     sample_every: int = 0
+    device: str = "auto"               # torch backend: auto (a GPU if there is one), cpu, cuda, cuda:N
+    precision: str = "auto"            # torch backend: auto (bf16 autocast on a GPU that has it), bf16, fp32
+    compile: str = "auto"              # torch backend: torch.compile the step; auto (on a GPU), true, false
 
     def resolved(self, n_ctx: int) -> "Settings":
         """Check every value; fill in the window and the warmup."""

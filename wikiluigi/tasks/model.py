@@ -183,6 +183,15 @@ class Train(ScratchShape, Validation, Reporting):
                                                              "many steps (0: never).")
     sample_length = luigi.OptionalIntParameter(default=None, description="Training window in tokens, up to the "
                                                                          "model's n_ctx (default: n_ctx).")
+    device = luigi.Parameter(default="auto", description="torch backend: auto (a GPU if torch sees one), cpu, cuda "
+                                                         "or cuda:N.")
+    precision = luigi.ChoiceParameter(default="auto", choices=("auto", "bf16", "fp32"),
+                                      description="torch backend: auto (bf16 autocast on a GPU that has it, else "
+                                                  "fp32), bf16 or fp32.")
+    compile = luigi.ChoiceParameter(default="auto", choices=("auto", "true", "false"),
+                                    description="torch backend: torch.compile the training step; auto: on a GPU.")
+    processes = luigi.IntParameter(default=1, description="torch backend: processes (one a GPU) that torchrun "
+                                                          "starts to train with DDP; batch_size is split among them.")
 
     def base(self) -> BaseModel:
         if self.base_model == SCRATCH:
@@ -208,16 +217,23 @@ class Train(ScratchShape, Validation, Reporting):
             learning_rate=self.learning_rate or (1e-3 if self.base_model == SCRATCH else 1e-4),
             schedule=self.schedule, warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio,
             grad_clip=self.grad_clip, seed=self.seed, save_every=self.save_every, validate_every=self.validate_every,
-            validation_windows=self.validation_windows, patience=self.patience, sample_every=self.sample_every)
+            validation_windows=self.validation_windows, patience=self.patience, sample_every=self.sample_every,
+            device=self.device, precision=self.precision, compile=self.compile)
 
     def progress(self, step, total, loss, tokens_per_s, seconds_left):
         self.report(step, total, f"step {step}/{total}, loss {loss:.3f}, {tokens_per_s:,.0f} tokens/s, "
                                  f"{_duration(seconds_left)} left")
 
     def run(self):
-        result = training.train(paths.checkpoint_dir(self.run_name), self.input()["base"].path,
-                                self.input()["corpus"].path, self.settings(), backend=self.backend,
-                                progress=self.progress)
+        if self.processes != 1:
+            from wikiluigi import torch_backend
+            result = torch_backend.train_distributed(
+                paths.checkpoint_dir(self.run_name), self.input()["base"].path, self.input()["corpus"].path,
+                self.settings(), backend=self.backend, processes=self.processes)
+        else:
+            result = training.train(paths.checkpoint_dir(self.run_name), self.input()["base"].path,
+                                    self.input()["corpus"].path, self.settings(), backend=self.backend,
+                                    progress=self.progress)
         if "dataset_tokens" in result:
             corpus.record_tokens(self.input()["corpus"].path, self.base().folder(), result["dataset_tokens"])
         best = result.get("best") or {}
