@@ -126,3 +126,9 @@ def test_without_tensorflow_reading_a_checkpoint_says_where_to_convert(tmp_path)
     assert "ModelError: Reading the TensorFlow checkpoint" in done.stderr
     assert "needs TensorFlow, which is not installed here" in done.stderr
     assert f"wikiluigi convert {tmp_path}" in done.stderr
+
+
+def test_the_convert_command_says_what_is_wrong_with_its_source(tmp_path, capsys):
+    from wikiluigi import cli
+    assert cli.main(["convert", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert f"wikiluigi: {tmp_path / 'hparams.json'} does not exist" in capsys.readouterr().err
