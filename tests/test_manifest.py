@@ -197,3 +197,10 @@ def test_any_yaml_document_parses_or_gives_a_clear_error(document):
 @settings(max_examples=400, deadline=None)
 def test_any_text_parses_or_gives_a_clear_error(text):
     parses_or_says_why(text)
+
+
+def test_a_hostile_manifest_name_is_quoted_shortened(data_dir):
+    for name in ("x" * 100_000, "../" * 30_000):
+        with pytest.raises(ManifestError) as error:
+            manifest.load(name)
+        assert len(str(error.value)) < 1000 and "characters)" in str(error.value)

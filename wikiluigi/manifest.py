@@ -63,13 +63,13 @@ def available() -> dict[str, Path]:
 
 
 def find(name: str) -> Path:
-    if not name or "/" in name or name.startswith("."):
-        raise ManifestError(f"{name!r} is not a manifest name: use the file's name without .yaml, e.g. 'demo'.")
+    if not name or "/" in name or name.startswith(".") or "\0" in name or len(name) > 200:
+        raise ManifestError(f"{quote(name)} is not a manifest name: use the file's name without .yaml, e.g. 'demo'.")
     manifests = available()
     if name not in manifests:
         where = " or ".join(str(d) for d in paths.original_manifest_dirs())
         raise ManifestError(
-            f"No manifest named {name!r} in {where}. Known manifests: {', '.join(manifests) or 'none'}. "
+            f"No manifest named {quote(name)} in {where}. Known manifests: {', '.join(manifests) or 'none'}. "
             f"Write manifests/originals/{name}.yaml in the data directory to add one."
         )
     return manifests[name]
