@@ -212,3 +212,15 @@ def test_a_dumps_host_key_in_the_manifest_overrides_a_hostile_site(tmp_path, dat
     dump = tmp_path / "third-party.xml"
     dump.write_text(SITEINFO.format(sitename="x", dbname="../..", base=""), encoding="utf-8")
     assert host_of(parse(f"dump: {dump}\nall_pages: true\nhost: mirror\n", tmp_path / "m.yaml", "m")) == "mirror"
+
+
+def test_a_dump_error_quotes_a_hostile_title_and_value_shortened(tmp_path):
+    from wikiluigi.errors import DumpError
+    dump = tmp_path / "long.xml"
+    dump.write_text(SITEINFO.format(sitename="x", dbname="wiki", base="").replace(
+        "<title>Page</title><ns>0</ns><id>1</id>", f"<title>{'A' * 1_000_000}</title><ns>0</ns><id>{'9x' * 500_000}</id>"),
+        encoding="utf-8")
+    with pytest.raises(DumpError) as error:
+        DumpSource(dump).all_pages(0).__next__()
+    message = str(error.value)
+    assert str(dump) in message and "1000000 characters" in message and len(message) < 600

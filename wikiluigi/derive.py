@@ -17,6 +17,7 @@ logger = logging.getLogger("wikiluigi")
 CATEGORY_NS = 14
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LOGGED_WARNINGS = 20
+_TITLE_QUOTE = 300  # MediaWiki's titles hold at most 255 bytes: quoted whole, a hostile one cut
 _PROGRESS_EVERY = 10_000
 
 
@@ -115,21 +116,12 @@ def resolve_manifest(source: CategorySource, manifest: Manifest,
                 if (found := final(title)) is not None}
     excluded &= titles
     titles -= excluded
-    unusable = {title for title in titles if _CONTROL.search(title)}
-    for title in sorted(unusable):
-        warnings.append(f"{quote(title)} holds a control character (a line break, NUL): no wiki has such a "
-                        f"title, so the source is damaged; it is left out.")
-    titles -= unusable
+    titles -= _unusable(titles, warnings)
     variants = case_variants(titles)
-    for group in variants:
-        warnings.append("titles that differ only in case or Unicode normalisation: "
-                        + ", ".join(quote(title) for title in group)
-                        + ": they share one file on a case-insensitive file system (macOS, Windows)")
-    for warning in warnings[:_LOGGED_WARNINGS]:
-        logger.warning("%s: %s", manifest.name, warning)
-    if len(warnings) > _LOGGED_WARNINGS:
-        logger.warning("%s: ... and %d more warnings (the derived manifest lists them all)", manifest.name,
-                       len(warnings) - _LOGGED_WARNINGS)
+    warnings += ["titles that differ only in case or Unicode normalisation: "
+                 + ", ".join(quote(title, _TITLE_QUOTE) for title in group)
+                 + ": they share one file on a case-insensitive file system (macOS, Windows)" for group in variants]
+    _log(manifest.name, warnings)
     if not titles:
         raise ManifestError(
             f"{manifest.path}: the manifest resolves to no pages (categories walked: {len(categories)}"
@@ -149,6 +141,22 @@ def resolve_manifest(source: CategorySource, manifest: Manifest,
     }
     return Resolution(titles=sorted(titles), categories=categories, counts=counts, warnings=warnings,
                       case_variants=variants)
+
+
+def _unusable(titles: set[str], warnings: list[str]) -> set[str]:
+    """Titles no wiki can have (a line break, NUL: a damaged dump), each named in a warning."""
+    unusable = {title for title in titles if _CONTROL.search(title)}
+    warnings += [f"{quote(title, _TITLE_QUOTE)} holds a control character (a line break, NUL): no wiki has such "
+                 f"a title, so the source is damaged; it is left out." for title in sorted(unusable)]
+    return unusable
+
+
+def _log(name: str, warnings: list[str]) -> None:
+    for warning in warnings[:_LOGGED_WARNINGS]:
+        logger.warning("%s: %s", name, warning)
+    if len(warnings) > _LOGGED_WARNINGS:
+        logger.warning("%s: ... and %d more warnings (the derived manifest lists them all)", name,
+                       len(warnings) - _LOGGED_WARNINGS)
 
 
 def all_pages(source: CategorySource, namespaces: Iterable[int],

@@ -17,7 +17,7 @@ from typing import BinaryIO, Iterable, Iterator
 from urllib.parse import urlsplit
 from xml.parsers.expat import errors as expat_errors
 
-from wikiluigi.errors import DumpError
+from wikiluigi.errors import DumpError, quote
 from wikiluigi.wikitext import tag_elements
 
 # Every wiki accepts these English names besides the localised ones its <namespaces> lists.
@@ -236,7 +236,7 @@ class _Reader:
     def _where(self) -> str:
         if not self.pages:
             return "before the end of its first page"
-        return f"after {self.pages} complete pages (the last one: {self.last_title!r})"
+        return f"after {self.pages} complete pages (the last one: {quote(self.last_title)})"
 
     def _parse_error(self, error: ET.ParseError, depth: int) -> DumpError:
         line, column = error.position
@@ -386,7 +386,7 @@ def _number(elem: ET.Element, what: str, title: str, path: Path) -> int:
     try:
         return int((elem.text or "").strip())
     except ValueError:
-        raise DumpError(f"{path}: page {title!r} has a {what} that is not a number: {elem.text!r}") from None
+        raise DumpError(f"{path}: page {quote(title)} has a {what} that is not a number: {quote(elem.text)}") from None
 
 
 def _revision(elem: ET.Element, title: str, path: Path) -> tuple[int | None, str | None, str, str]:
@@ -406,7 +406,7 @@ def _revision(elem: ET.Element, title: str, path: Path) -> tuple[int | None, str
     text = "" if text_elem is None else text_elem.text or ""
     if text_elem is not None and not text and text_elem.get("deleted") is None \
             and (text_elem.get("bytes") or "0").strip() not in ("", "0"):
-        raise DumpError(f"{path}: page {title!r} has no text although its revision holds "
+        raise DumpError(f"{path}: page {quote(title)} has no text although its revision holds "
                         f"{text_elem.get('bytes')} bytes: this is a stub dump without page content; "
                         f"use a pages-articles or Special:Export dump")
     return revision_id, timestamp, text, model
@@ -424,7 +424,7 @@ def _page(elem: ET.Element, state: _PageState, path: Path) -> DumpPage:
         elif name == "redirect":
             redirect_elem = child
     if page_id is None:
-        raise DumpError(f"{path}: page {state.title!r} has no <id>")
+        raise DumpError(f"{path}: page {quote(state.title)} has no <id>")
     revision_id, timestamp, text, model = state.revision or (None, None, "", "wikitext")
     if redirect_elem is not None and redirect_elem.get("title"):
         redirect = redirect_elem.get("title")
@@ -434,7 +434,7 @@ def _page(elem: ET.Element, state: _PageState, path: Path) -> DumpPage:
             target = _normalise(match.group(1).partition("#")[0].lstrip(":"))
             redirect = target[:1].upper() + target[1:] or None
     if ns is None:
-        raise DumpError(f"{path}: page {state.title!r} has no <ns>: exports older than schema 0.6 are not read")
+        raise DumpError(f"{path}: page {quote(state.title)} has no <ns>: exports older than schema 0.6 are not read")
     return DumpPage(title=state.title, ns=ns, page_id=page_id, text=text, revision_id=revision_id,
                     timestamp=timestamp, redirect_target=redirect, model=model)
 
@@ -451,7 +451,7 @@ def _siteinfo(elem: ET.Element, path: Path) -> SiteInfo:
                     key = int(ns.get("key", ""))
                 except ValueError:
                     raise DumpError(f"{path}: <siteinfo> has a namespace whose key is not a number: "
-                                    f"{ns.get('key')!r}") from None
+                                    f"{quote(ns.get('key'))}") from None
                 if name == "namespaces":
                     namespaces[key] = (ns.text or "").strip()
                 elif ns.text:
