@@ -85,20 +85,21 @@ def resolve_manifest(source: CategorySource, manifest: Manifest,
                               skip=set(manifest.exclude_categories), progress=progress, warnings=warnings)
     # Pages of excluded categories go, with those of their subcategories.
     excluded_members, _ = walk(source, manifest.exclude_categories, manifest.max_depth, manifest.namespaces)
-    # Every page of the namespaces comes existing, spelt as the wiki does and no redirect: not resolved again.
-    everything = all_pages(source, manifest.namespaces, progress) if manifest.all_pages else {}
+    # The titles start as every page of the namespaces (all_pages), and every title in the set is a page as
+    # the wiki spells it: neither resolved again nor copied (a million titles are ~100 MB).
+    titles: set[str] = all_pages(source, manifest.namespaces, progress) if manifest.all_pages else set()
+    listed_everything = len(titles)
     candidates = dict.fromkeys(itertools.chain(listed, manifest.include_pages))
     asked = dict.fromkeys(title for title in itertools.chain(candidates, manifest.exclude_pages, excluded_members)
-                          if title not in everything)
+                          if title not in titles)
     resolved = source.resolve(list(asked))
 
-    def final(title: str) -> tuple[str, int] | None:
-        return (title, everything[title]) if title in everything else resolved.get(title)
+    def final(title: str) -> tuple[str, int | None] | None:
+        return (title, None) if title in titles else resolved.get(title)
 
     for title in manifest.include_pages:
         if final(title) is None:
             warnings.append(f"include_pages: {quote(title)} does not exist on the wiki; it is left out.")
-    titles: set[str] = set(everything)
     redirects = missing = 0
     duplicates = len(listed) + len(manifest.include_pages) - len(candidates)
     for title in candidates:
@@ -131,7 +132,7 @@ def resolve_manifest(source: CategorySource, manifest: Manifest,
     counts = {
         "categories_walked": len(categories),
         "members_listed": len(listed),
-        "all_pages_listed": len(everything),
+        "all_pages_listed": listed_everything,
         "redirects_resolved": redirects,
         "duplicates_removed": duplicates,
         "missing": missing,
@@ -160,12 +161,12 @@ def _log(name: str, warnings: list[str]) -> None:
 
 
 def all_pages(source: CategorySource, namespaces: Iterable[int],
-              progress: Callable[[int, int, str], None] | None = None) -> dict[str, int]:
-    """Every page title of the namespaces (redirects left out) -> its namespace."""
-    found: dict[str, int] = {}
+              progress: Callable[[int, int, str], None] | None = None) -> set[str]:
+    """Every page title of the namespaces, redirects left out."""
+    found: set[str] = set()
     for namespace in namespaces:
         for title in source.all_pages(namespace):
-            found[title] = namespace
+            found.add(title)
             if progress and len(found) % _PROGRESS_EVERY == 0:
                 progress(0, 1, f"listing every page: {len(found)} titles so far, namespace {namespace}")
     return found
@@ -174,14 +175,24 @@ def all_pages(source: CategorySource, namespaces: Iterable[int],
 def case_variants(titles: Iterable[str]) -> list[list[str]]:
     """Groups of titles that differ only in case or Unicode normalisation ('US' and 'Us'): different pages
     on the wiki, but one file where the file system folds case (macOS, Windows) or normalisation."""
-    first_of: dict[str, str] = {}
+    # Two passes, so that memory holds a hash per title and keys only for the few that may clash.
+    seen: set[int] = set()
+    clashing: set[int] = set()
+    for title in titles:
+        key = hash(_fold(title))
+        if key in seen:
+            clashing.add(key)
+        seen.add(key)
+    del seen
     groups: dict[str, list[str]] = {}
     for title in titles:
-        key = title.lower() if title.isascii() else unicodedata.normalize("NFC", title).casefold()
-        other = first_of.setdefault(key, title)
-        if other is not title:
-            groups.setdefault(key, [other]).append(title)
-    return sorted(sorted(group) for group in groups.values())
+        if hash(key := _fold(title)) in clashing:
+            groups.setdefault(key, []).append(title)
+    return sorted(sorted(group) for group in groups.values() if len(group) > 1)
+
+
+def _fold(title: str) -> str:
+    return title.lower() if title.isascii() else unicodedata.normalize("NFC", title).casefold()
 
 
 def refuse_shared_files(variants: list[list[str]], folder: Path, manifest: Manifest) -> None:
