@@ -15,6 +15,7 @@ Both at --small pages and at --pages, so that the ratios show whether time and m
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -82,10 +83,12 @@ def derive(dump: str) -> dict:
     indexed = time.perf_counter()
     resolution = resolve_manifest(source, manifest)
     resolved = time.perf_counter()
+    resolved_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = derived.Derived(name="bench", host="bench", source={"dump": dump}, titles=tuple(resolution.titles),
                              chunk_size=200, counts=resolution.counts)
     derived.write(folder / "bench.derived.yaml", result, resolution.categories, resolution.warnings)
     return {"pages": len(resolution.titles), "index_s": indexed - start, "resolve_s": resolved - indexed,
+            "resolved_peak_mib": resolved_peak,
             "seconds": time.perf_counter() - start,
             "write_s": time.perf_counter() - resolved, "case_variants": len(resolution.case_variants),
             "excluded": resolution.counts["excluded"]}
@@ -137,7 +140,8 @@ def main() -> None:
             rows.append((pages, base, ours))
             print(f"{pages:>9} pages: bare {base['seconds']:6.1f} s {base['peak_mib']:5.0f} MiB | index "
                   f"{indexed['seconds']:6.1f} s {indexed['peak_mib']:5.0f} MiB | derive {ours['seconds']:6.1f} s "
-                  f"{ours['peak_mib']:5.0f} MiB (index {ours['index_s']:.1f} s, resolve {ours['resolve_s']:.1f} s, "
+                  f"{ours['peak_mib']:5.0f} MiB, {ours['resolved_peak_mib']:.0f} MiB before the write (index "
+                  f"{ours['index_s']:.1f} s, resolve {ours['resolve_s']:.1f} s, "
                   f"write {ours['write_s']:.1f} s) -> {ours['pages']} titles, {ours['excluded']} excluded, "
                   f"{ours['case_variants']} case-variant groups; derive/bare {ours['seconds'] / base['seconds']:.1f}x",
                   flush=True)
