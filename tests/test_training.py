@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -212,3 +213,21 @@ def test_a_run_cannot_continue_on_another_corpus_or_base_model(trained, tmp_path
     with pytest.raises(ModelError, match=r"another run than this Train describes \(base_model"):
         training.train(run, base, corpus_dir, Settings(steps=50, **TRAIN))
     assert runfolder.saved_step(run) == 40 and math.isfinite(runfolder.load_info(run)["best"]["val_loss"])
+
+
+@pytest.mark.slow
+def test_a_base_model_with_openais_kind_of_vocabulary_trains_and_samples_without_marker_pieces(
+        tmp_path, tiny_model, corpus_dir):
+    from wikiluigi import sampling, vocabulary
+    # OpenAI's vocabulary has <|endoftext|> and no <|startoftext|>: the tiny model's, with its start marker gone.
+    base = Path(shutil.copytree(tiny_model, tmp_path / "openai-like"))
+    vocab = json.loads((base / "encoder.json").read_text(encoding="ascii"))
+    del vocab["<|startoftext|>"]
+    (base / "encoder.json").write_text(json.dumps(vocab), encoding="ascii")
+    tokenizer = vocabulary.load_tokenizer(base)
+    tokens = vocabulary.encode_corpus(corpus_dir / "train.txt", tokenizer).tolist()
+    assert 1 not in tokens and tokens.count(0) == 24                      # pages split by <|endoftext|> alone
+    training.train(tmp_path / "run", base, corpus_dir, Settings(steps=20, **TRAIN))
+    result = sampling.generate(tmp_path / "run", tmp_path / "gen", nsamples=8, length=60, seed=1)
+    assert all(text.strip() for text in result["texts"])
+    assert not any(re.search(r"startof|endof|oftext|<\|[se]|t\|>", text) for text in result["texts"])

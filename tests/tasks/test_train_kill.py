@@ -17,7 +17,8 @@ from wikiluigi import runfolder
 TINY = ["--n-layer", "2", "--n-embd", "32", "--n-head", "2", "--n-ctx", "64", "--vocab-size", "600"]
 # A save at every step and a validation every third: a kill often lands inside one.
 TRAIN = ["--manifests", '["demo"]', "--steps", "24", "--batch-size", "2", "--learning-rate", "0.003",
-         "--save-every", "1", "--validate-every", "3", "--validation-windows", "4", *TINY, "--local-scheduler"]
+         "--save-every", "1", "--validate-every", "3", "--validation-windows", "4", *TINY, "--local-scheduler",
+         "--no-lock"]     # luigi's lock is per command line: another test run at the same time would refuse it
 
 
 def rows(run: Path) -> dict[int, dict]:
@@ -52,7 +53,7 @@ def train_until_killed(data: Path, run_name: str, after_rows: int) -> None:
 @pytest.mark.slow
 def test_a_run_killed_again_and_again_ends_as_one_never_interrupted(tmp_path):
     data = make_data_dir(tmp_path / "data", {})
-    run_luigi(data, "TrainingSet", "--manifests", '["demo"]', "--local-scheduler", check_returncode=0)
+    run_luigi(data, "TrainingSet", "--manifests", '["demo"]', "--local-scheduler", "--no-lock", check_returncode=0)
     run_luigi(data, "Train", "--run-name", "straight", *TRAIN, check_returncode=0)
 
     killed = data / "out" / "checkpoint" / "killed"
