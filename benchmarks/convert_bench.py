@@ -2,7 +2,8 @@
 
 On every non-redirect article of the real English Wikipedia excerpt (../shared/fixtures; 54 KB a page),
 then of the Star Trek wiki (small pages, 1.5 KB), side by side in one run:
-  ours            convert_pages in chunks of 200 (ProcessPages' path): 2 pandoc processes per chunk + filters
+  ours            convert_within_budget in chunks of 200 (ProcessPages' path): a child process per chunk
+                  under the page budget, 2 pandoc processes per chunk + filters
   bare, one run   one pandoc process, mediawiki -> gfm, over the concatenated wikitext: pandoc alone
   bare, per page  one pandoc process per page, mediawiki -> gfm: pandoc alone, without the cross-page cost
   naive           one pypandoc.convert_text call per page (the design this replaces)
@@ -26,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wikiluigi import convert  # noqa: E402
-from wikiluigi.convert import ConvertOptions, convert_pages  # noqa: E402
+from wikiluigi.budget import convert_within_budget  # noqa: E402
+from wikiluigi.convert import Budget, ConvertOptions, convert_pages  # noqa: E402
 from wikiluigi.dump import iter_pages  # noqa: E402
 from wikiluigi.manifest import DEFAULT_DROP_SECTIONS  # noqa: E402
 
@@ -61,7 +63,7 @@ def ours(pages: dict[str, str]):
     with Clock() as clock:
         for start in range(0, len(titles), CHUNK):
             chunk = {t: pages[t] for t in titles[start:start + CHUNK]}
-            failed += sum(not r.ok for r in convert_pages(chunk, OPTIONS).values())
+            failed += sum(not r.ok for r in convert_within_budget(chunk, OPTIONS, Budget()).values())
     return clock, failed
 
 
@@ -121,17 +123,19 @@ def profile(pages: dict[str, str]) -> dict[str, Clock]:
         loads = staticmethod(timed(clocks["json load"], real_json.loads))
         dumps = staticmethod(timed(clocks["json dump"], real_json.dumps))
 
-    def run_pandoc(args, data, timeout):
+    def run_pandoc(args, *rest):
         clock = clocks["pandoc reader" if "--from=mediawiki" in args else "pandoc writer"]
         with clock:
-            return real["_run_pandoc"](args, data, timeout)
+            return real["_run_pandoc"](args, *rest)
 
     convert.prepare = timed(clocks["prepare"], real["prepare"])
     convert.filter_page = timed(clocks["filters"], real["filter_page"])
     convert._run_pandoc = run_pandoc
     convert.json = JSON
-    try:
-        ours(pages)
+    try:  # in this process (ours runs each chunk in a child, whose clocks would not come back)
+        titles = list(pages)
+        for start in range(0, len(titles), CHUNK):
+            convert_pages({t: pages[t] for t in titles[start:start + CHUNK]}, OPTIONS)
     finally:
         for name, function in real.items():
             setattr(convert, name, function)

@@ -117,3 +117,18 @@ def test_a_page_over_its_memory_budget_fails_alone():
     results = convert_within_budget(pages, OPTIONS, Budget(memory_mb=64))
     assert results["Huge"].error.startswith("over the 64 MB memory budget")
     assert results["Before"].ok
+
+
+def test_a_raw_page_that_is_not_utf8_fails_alone(data_dir):
+    """Invalid UTF-8 on disk (a file written by something else): that page's failure record says so,
+    and the chunk's other page is converted."""
+    from wikiluigi import pagefiles, paths
+    from wikiluigi.process import process_pages
+
+    pagefiles.write_atomic(paths.raw_page("bytes", "Good"), SPOCK)
+    pagefiles.write_atomic(paths.raw_page("bytes", "Bad"), b"Text \xff\xfe here")
+    report = process_pages("bytes", ["Bad", "Good"], OPTIONS)
+    assert report.converted == 1 and report.failed == {
+        "Bad": "the raw page is not valid UTF-8 (byte 5): delete it to fetch it again"}
+    assert paths.processed_page("bytes", "Good").read_text().startswith("# Good\n\n**Spock**")
+    assert pagefiles.failures(paths.processed_dir("bytes"))[0]["reason"].startswith("the raw page is not valid UTF-8")

@@ -144,8 +144,8 @@ def _table(node, options) -> list:
         return []
     attr, caption, colspecs, head, bodies, foot = node["c"]
     width = len(colspecs)
-    if not width:
-        return []
+    if not width or width > MAX_TABLE_COLUMNS:
+        return []  # nothing, or too wide to read as a pipe table (and its grid would grow as rows x width)
     head = [head[0], _grid(head[1], width)]
     bodies = [[b[0], 0, _grid(b[2], width), _grid(b[3], width)] for b in bodies]
     foot = [foot[0], _grid(foot[1], width)]
@@ -157,6 +157,9 @@ def _table(node, options) -> list:
     return [{"t": "Table", "c": [attr, [None, caption_blocks], colspecs, head, bodies, foot]}]
 
 
+MAX_TABLE_COLUMNS = 64
+
+
 def _grid(rows: list, width: int) -> list:
     """Rows with every cell one Plain line, spans expanded into empty cells, each row `width` cells."""
     grid: list[list] = []
@@ -164,19 +167,19 @@ def _grid(rows: list, width: int) -> list:
     for attr, cells in rows:
         row: list = []
         column = 0
-        queue = list(cells)
+        queue = iter(cells)
         while column < width:
             if pending.get(column):
                 pending[column] -= 1
                 row.append(_cell([]))
                 column += 1
                 continue
-            if not queue:
+            cell = next(queue, None)
+            if cell is None:
                 row.append(_cell([]))
                 column += 1
                 continue
-            cell = queue.pop(0)
-            rowspan, colspan = max(1, cell[2]), max(1, cell[3])
+            rowspan, colspan = max(1, cell[2]), min(max(1, cell[3]), width - column)
             row.append(_cell(_flatten(cell[4])))
             for extra in range(colspan):
                 if rowspan > 1:
@@ -328,16 +331,23 @@ def _blocks(nodes: list, options) -> list:
 
 def _join_lists(blocks: list) -> list:
     """Two lists of the same kind in a row become one: what stood between them (an image, a template)
-    is gone, and the writer would otherwise keep them apart with a line of `&nbsp;`."""
+    is gone, and the writer would otherwise keep them apart with a line of `&nbsp;`. Items are added
+    to one new list in place: a thousand lists in a row cost a thousand appends, not a thousand copies."""
     out: list = []
     for block in blocks:
         kind = block["t"]
         if out and kind == out[-1]["t"] == "BulletList":
-            out[-1] = {"t": kind, "c": out[-1]["c"] + block["c"]}
+            if not out[-1].get("joined"):
+                out[-1] = {"t": kind, "c": list(out[-1]["c"]), "joined": True}
+            out[-1]["c"].extend(block["c"])
         elif out and kind == out[-1]["t"] == "OrderedList":
-            out[-1] = {"t": kind, "c": [out[-1]["c"][0], out[-1]["c"][1] + block["c"][1]]}
+            if not out[-1].get("joined"):
+                out[-1] = {"t": kind, "c": [out[-1]["c"][0], list(out[-1]["c"][1])], "joined": True}
+            out[-1]["c"][1].extend(block["c"][1])
         else:
             out.append(block)
+    for block in out:
+        block.pop("joined", None)
     return out
 
 

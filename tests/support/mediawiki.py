@@ -191,6 +191,9 @@ class LocalMediaWiki:
     search_index: also fill the search index (rebuildtextindex.php) so list=search works.
     keep_main_page: keep the "Main Page" install.php creates even when the dump has none
         (by default it is deleted, so the wiki's pages are exactly the dump's).
+    refresh_links: parse every page into the link tables (categories, links); False for pages that
+        MediaWiki's own parser cannot take (hostile nesting overflows PHP's stack): the API still
+        serves their wikitext, but category members are not known.
     """
 
     def __init__(
@@ -206,6 +209,7 @@ class LocalMediaWiki:
         refresh_processes: int | None = None,
         search_index: bool = False,
         keep_main_page: bool = False,
+        refresh_links: bool = True,
     ) -> None:
         self.dump = Path(dump).resolve()
         if not self.dump.is_file():
@@ -226,6 +230,7 @@ class LocalMediaWiki:
         self.refresh_processes = refresh_processes or min(2, os.cpu_count() or 1)
         self.search_index = search_index
         self.keep_main_page = keep_main_page
+        self.refresh_links = refresh_links
         self.dir: Path | None = None
         self.timings: dict[str, float] = {}
         self.import_output = ""
@@ -356,7 +361,8 @@ class LocalMediaWiki:
             self._maint("runJobs.php")
             self.timings["runJobs"] = time.perf_counter() - t
             t = time.perf_counter()
-            self._refresh_links()
+            if self.refresh_links:
+                self._refresh_links()
             self.timings["refreshLinks"] = time.perf_counter() - t
             t = time.perf_counter()
             if self.search_index:
