@@ -53,8 +53,7 @@ def train_until_killed(data: Path, run_name: str, after_rows: int) -> None:
 @pytest.mark.slow
 def test_a_run_killed_again_and_again_ends_as_one_never_interrupted(tmp_path):
     data = make_data_dir(tmp_path / "data", {})
-    run_luigi(data, "TrainingSet", "--manifests", '["demo"]', "--local-scheduler", "--no-lock", check_returncode=0)
-    run_luigi(data, "Train", "--run-name", "straight", *TRAIN, check_returncode=0)
+    run_luigi(data, "Train", "--run-name", "straight", *TRAIN, check_returncode=0)    # the corpus and model too
 
     killed = data / "out" / "checkpoint" / "killed"
     for after_rows in (3, 10, 17):
