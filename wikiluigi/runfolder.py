@@ -15,19 +15,19 @@ Layout of out/checkpoint/<run>/ (whatever the backend):
 Each checkpoint folder also holds checkpoint.json ({"step", "val_loss", "backend", ...}, written last) and
 copies of hparams.json, encoder.json and vocab.bpe, so that it is a model folder of its own: gpt-2-simple
 loads `<run>/latest` or `<run>/best` as a run. The backend writes a checkpoint's files into an empty
-temporary folder; `publish` renames it into place (the old one moved aside first, removed after), so a
+temporary folder; `writing` renames it into place (the old one moved aside first, removed after), so a
 SIGKILL at any moment leaves either the old checkpoint or the new one, and `open` puts back whichever
 a kill left aside. loss.csv is flushed before a checkpoint is published, so it holds every step up to the
 latest checkpoint; rows after it (and a line a kill cut short) are dropped when the run resumes.
 
-How a backend uses it (wikiluigi.training drives it; a backend only loads, steps and saves):
+How the training loop (wikiluigi.training) uses it for any backend, which only loads, steps and saves:
 
     folder = RunFolder(run_dir)
     state = folder.open(identity, settings, base_dir)  # repairs what a kill left, checks the run is this one
     resume = folder.latest if state.step else None     # the backend restores from here, else the base model
     folder.append(row)                                 # after each step; row["val_loss"] on validation steps
-    with folder.writing(LATEST, step) as tmp:          # backend writes its files into tmp
-        backend.save(tmp, optimizer=True)
+    with folder.writing(LATEST, step, backend="torch") as tmp:   # the backend writes its files into tmp
+        model.save(tmp, step=step, optimizer=True)
     folder.close(stopped=None)                         # run.json's end state
 """
 import contextlib
