@@ -41,7 +41,7 @@ from wikiluigi import dump  # noqa: E402
 ENWIKI_ARTICLES = 6_800_000
 ENWIKI_BZ2_BYTES = 22e9
 CONFIG = """[core]
-log_level = WARNING
+log_level = INFO
 [http]
 user_agent = wikiluigi-scale-bench (bench@example.invalid)
 """

@@ -144,9 +144,11 @@ def failures(stage_dir: Path, titles: Collection[str] | None = None) -> list[dic
     """The failure records in a stage's folder, of the given titles only when titles are given."""
     folder = paths.failure_dir(stage_dir)
     if titles is not None and len(titles) <= PER_PAGE_LIMIT:
-        names = [name for title in titles if _exists(folder / (name := f"{paths.title_to_stem(title)}.json"))]
+        names = [name for title in titles if _exists(f"{folder}/{(name := f'{paths.title_to_stem(title)}.json')}")]
     else:
         names = sorted(listing(folder))
+    if not names:
+        return []
     wanted = None if titles is None else titles if isinstance(titles, (set, frozenset)) else set(titles)
     records = []
     for name in names:
@@ -165,10 +167,11 @@ def todo(folder: Path, suffix: str, titles: Collection[str], failed_count_as_don
     failed_dir = paths.failure_dir(folder)
     left = []
     if len(titles) <= PER_PAGE_LIMIT:
+        pages, failed = str(folder), str(failed_dir)  # strings: pathlib's '/' costs more than the stat
         for title in titles:
             stem = paths.title_to_stem(title)
-            if not _exists(folder / f"{stem}{suffix}") and not (
-                    failed_count_as_done and _exists(failed_dir / f"{stem}.json")):
+            if not _exists(f"{pages}/{stem}{suffix}") and not (
+                    failed_count_as_done and _exists(f"{failed}/{stem}.json")):
                 left.append(title)
         return left
     present = listing(folder)
@@ -180,7 +183,7 @@ def todo(folder: Path, suffix: str, titles: Collection[str], failed_count_as_don
     return left
 
 
-def _exists(path: Path) -> bool:
+def _exists(path: str) -> bool:
     try:
         os.stat(path)
     except (FileNotFoundError, NotADirectoryError):

@@ -41,7 +41,7 @@ class Summary:
 def failed(manifest: str, stage: str) -> list[dict]:
     meta = derived.load(manifest)
     stage_dir, _ = STAGES[stage]
-    return pagefiles.failures(stage_dir(meta.host), meta.title_set)
+    return pagefiles.failures(stage_dir(meta.host), meta.titles)
 
 
 def count(manifest: str, stage: str) -> int:
