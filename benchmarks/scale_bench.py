@@ -5,14 +5,16 @@
 For each size, a synthetic wiki written as a Wikimedia multistream dump with its index (prose pages,
 titles ordered unlike page ids, a category tree, a redirect every 20th page; tests/support/synthetic_wiki.py),
 kept in --work between runs. Each size prints, per stage: wall seconds, cost per page, the ratio to the
-floor, the peak RSS of the whole process tree (luigi and every worker it forks, polled every 50 ms) and
-the number of Luigi tasks scheduled:
+floor, the peak RSS and PSS (shared pages counted once) of the whole process tree (luigi and every
+worker it forks, polled every 50 ms) and the number of Luigi tasks scheduled:
   floor          one plain pass over the dump: decompress and parse every page, write nothing
   DeriveManifest the category walk over the dump (one pass) and the stream of each title from the index
   Scrape         every page into raw/, each chunk reading only its own streams
   Convert        every page through pandoc and the filters (up to --convert-max pages)
   Wikipedia      the whole run, from an empty data directory (up to --convert-max pages)
   no-op rerun    Wikipedia (or Scrape, past --convert-max) again with everything done
+  plain: ...     the same wiki as one plain .xml (up to --plain-max): its floor, DeriveManifest and
+                 Scrape (SplitDump reads it once for all chunks)
 Then the same stages over the real local MediaWiki's API for --api-pages pages (0: skip), and the
 projection for the whole English Wikipedia. Targets: cost per page flat within 1.5x from the smallest
 size to the largest; Scrape within 3x of the floor; no-op rerun under 2 s at 200k and 5 s at 1M; peak
@@ -57,7 +59,7 @@ class Measure:
     """Wall time and the peak of the summed RSS of a process and all its descendants."""
 
     def __init__(self):
-        self.peak = 0
+        self.peak = self.peak_pss = self._polls = 0
         self._stop = threading.Event()
 
     def watch(self, pid: int) -> None:
@@ -67,16 +69,20 @@ class Measure:
             except psutil.NoSuchProcess:
                 return
             while not self._stop.is_set():
-                total = 0
+                rss = pss = 0
                 try:
                     for proc in [root, *root.children(recursive=True)]:
                         try:
-                            total += proc.memory_info().rss
-                        except psutil.NoSuchProcess:
+                            rss += proc.memory_info().rss
+                            if self._polls % 4 == 0:
+                                pss += proc.memory_full_info().pss
+                        except (psutil.NoSuchProcess, psutil.AccessDenied):
                             pass
                 except psutil.NoSuchProcess:
                     return
-                self.peak = max(self.peak, total)
+                self.peak = max(self.peak, rss)
+                self.peak_pss = max(self.peak_pss, pss)
+                self._polls += 1
                 time.sleep(0.05)
         self._thread = threading.Thread(target=poll, daemon=True)
         self._thread.start()
@@ -101,7 +107,8 @@ def run_luigi(data_dir: Path, task: str, workers: int) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{task} failed (exit {proc.returncode}):\n{output[-6000:]}")
     tasks = re.search(r"Scheduled (\d+) tasks", output)
-    return {"seconds": seconds, "rss": measure.peak, "tasks": int(tasks.group(1)) if tasks else 0}
+    return {"seconds": seconds, "rss": measure.peak, "pss": measure.peak_pss,
+            "tasks": int(tasks.group(1)) if tasks else 0}
 
 
 def floor_pass(path: Path) -> dict:
@@ -115,7 +122,8 @@ def floor_pass(path: Path) -> dict:
     output, _ = proc.communicate()
     measure.stop()
     pages, seconds = output.split()
-    return {"seconds": float(seconds), "rss": measure.peak, "tasks": 0, "pages_in_dump": int(pages)}
+    return {"seconds": float(seconds), "rss": measure.peak, "pss": measure.peak_pss, "tasks": 0,
+            "pages_in_dump": int(pages)}
 
 
 def data_dir_for(root: Path, name: str, manifest: dict) -> Path:
@@ -144,7 +152,7 @@ def wiki_of(work: Path, pages: int) -> synthetic_wiki.SyntheticWiki:
     return wiki
 
 
-def bench_size(work: Path, pages: int, workers: int, convert_max: int) -> dict:
+def bench_size(work: Path, pages: int, workers: int, convert_max: int, plain_max: int) -> dict:
     wiki = wiki_of(work, pages)
     manifest = {"dump": str(wiki.dump), "host": "synth", "include_categories": [synthetic_wiki.ROOT_CATEGORY]}
     rows = {"floor": floor_pass(wiki.dump)}
@@ -159,6 +167,17 @@ def bench_size(work: Path, pages: int, workers: int, convert_max: int) -> dict:
         shutil.rmtree(whole)
     rows["no-op rerun"] = run_luigi(folder, "Wikipedia" if converted else "Scrape", workers)
     shutil.rmtree(folder)
+    if pages <= plain_max:  # the same wiki as one plain .xml: read once by derive, once by SplitDump
+        plain = work / f"dump-{pages}" / "plain.xml"
+        if not plain.exists():
+            synthetic_wiki.write_plain(plain, pages)
+        rows["plain: floor"] = floor_pass(plain)
+        plain_manifest = {**manifest, "dump": str(plain)}
+        folder = data_dir_for(work, f"plain-{pages}", plain_manifest)
+        for stage in ("DeriveManifest", "Scrape"):
+            rows[f"plain: {stage}"] = {**run_luigi(folder, stage, workers),
+                                       "floor": rows["plain: floor"]["seconds"]}
+        shutil.rmtree(folder)
     return {"rows": rows, "dump_bytes": wiki.dump.stat().st_size, "pages": pages}
 
 
@@ -181,20 +200,21 @@ def bench_api(work: Path, pages: int, workers: int) -> dict:
 
 def print_table(results: list[dict], title: str) -> None:
     print(f"\n{title}")
-    header = f"{'stage':<15}" + "".join(f"| {r['pages']:>9,} pages: s, ms/page, x floor, RSS MiB, tasks " for r in results)
+    header = f"{'stage':<22}" + "".join(f"| {r['pages']:>9,} pages: s, ms/page, x floor, RSS, PSS MiB, tasks "
+                                        for r in results)
     print(header)
     stages = dict.fromkeys(stage for r in results for stage in r["rows"])
     for stage in stages:
-        line = f"{stage:<15}"
+        line = f"{stage:<22}"
         for r in results:
             row = r["rows"].get(stage)
             if row is None:
-                line += f"| {'-':>56} "
+                line += f"| {'-':>61} "
                 continue
-            floor = r["rows"].get("floor", {}).get("seconds")
+            floor = row.get("floor") or r["rows"].get("floor", {}).get("seconds")
             ratio = f"{row['seconds'] / floor:6.2f}x" if floor else "      -"
             line += (f"| {row['seconds']:9.2f} s {1000 * row['seconds'] / r['pages']:8.3f} {ratio} "
-                     f"{row['rss'] / 2**20:8.0f} {row['tasks']:6d}      ")
+                     f"{row['rss'] / 2**20:7.0f} {row['pss'] / 2**20:5.0f} {row['tasks']:6d}      ")
         print(line)
 
 
@@ -236,6 +256,7 @@ def main():
     parser.add_argument("--sizes", default="10k", help="comma-separated article counts: 10k,100k,1m")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="luigi --workers (default: cores)")
     parser.add_argument("--convert-max", default="200k", help="largest size that is also converted")
+    parser.add_argument("--plain-max", default="100k", help="largest size also read from a plain .xml dump")
     parser.add_argument("--api-pages", default="0", help="pages for the API path on the local MediaWiki (0: skip)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/wikiluigi-scale-bench"),
                         help="folder for the dumps (kept between runs) and the data directories")
@@ -244,7 +265,8 @@ def main():
     results = []
     for pages in sorted(size(s) for s in args.sizes.split(",")):
         print(f"{pages:,} articles, --workers {args.workers} ...", flush=True)
-        results.append(bench_size(args.work, pages, args.workers, size(args.convert_max)))
+        results.append(bench_size(args.work, pages, args.workers, size(args.convert_max), size(args.plain_max)))
+        print_table(results[-1:], f"{pages:,} articles")  # as it comes: the largest size takes long
     print_table(results, f"multistream dump, --workers {args.workers} on {os.cpu_count()} cores")
     print_flatness(results)
     if size(args.api_pages):
