@@ -1,4 +1,7 @@
-"""The derived manifest: a manifest resolved to its sorted page titles, cut into deterministic chunks.
+"""The derived manifest: a manifest resolved to its page titles, cut into deterministic chunks.
+
+Titles are sorted, except those of a multistream dump, which come in the dump's order (by stream, then
+title), so that each chunk reads a few consecutive streams instead of one stream for every page.
 
 On disk it is two files: `manifests/derived/<name>.yaml` for people (source, counts, categories, warnings)
 and `<name>.titles.txt` beside it, one title a line (a title cannot hold a line break), which loads in

@@ -32,10 +32,10 @@ def chunk_file(manifest: str, chunk: int) -> Path:
 
 def stamp(derived: Derived) -> dict:
     """What the split files were cut for: a change of any of these cuts them again."""
-    titles = paths.derived_manifest(derived.name)
+    derived_file = paths.derived_manifest(derived.name)
     return {"manifest_sha256": derived.manifest_sha256, "dump_stamp": derived.dump_stamp,
             "chunk_size": derived.chunk_size, "pages": len(derived.titles),
-            "derived_mtime_ns": titles.stat().st_mtime_ns if titles.exists() else 0}
+            "derived_mtime_ns": derived_file.stat().st_mtime_ns if derived_file.exists() else 0}
 
 
 def is_split(derived: Derived) -> bool:

@@ -143,6 +143,8 @@ PER_PAGE_LIMIT = 20_000
 def failures(stage_dir: Path, titles: Collection[str] | None = None) -> list[dict]:
     """The failure records in a stage's folder, of the given titles only when titles are given."""
     folder = paths.failure_dir(stage_dir)
+    if not os.path.isdir(folder):
+        return []  # no page of this stage ever failed: one stat, not one per title
     if titles is not None and len(titles) <= PER_PAGE_LIMIT:
         names = [name for title in titles if _exists(f"{folder}/{(name := f'{paths.title_to_stem(title)}.json')}")]
     else:
@@ -168,6 +170,7 @@ def todo(folder: Path, suffix: str, titles: Collection[str], failed_count_as_don
     left = []
     if len(titles) <= PER_PAGE_LIMIT:
         pages, failed = str(folder), str(failed_dir)  # strings: pathlib's '/' costs more than the stat
+        failed_count_as_done = failed_count_as_done and os.path.isdir(failed)
         for title in titles:
             stem = paths.title_to_stem(title)
             if not _exists(f"{pages}/{stem}{suffix}") and not (
