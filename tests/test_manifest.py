@@ -64,6 +64,9 @@ def test_unknown_key_is_named(data_dir):
     ("api: http://x/api.php\ninclude_pages: [A]\nmax_depth: -1\n", "max_depth"),
     ("api: http://x/api.php\ninclude_pages: [A]\nkeep_tables: maybe\n", "keep_tables"),
     ("api: ftp://x/api.php\ninclude_pages: [A]\n", "api"),
+    ("api: 'http://[x/api.php'\ninclude_pages: [A]\n", "api"),
+    ("dump: ~nosuchuser-wikiluigi/x.xml\ninclude_pages: [A]\n", "dump"),
+    ("dump: \"a\\0b.xml\"\ninclude_pages: [A]\n", "dump"),
 ])
 def test_wrong_values_name_the_key(data_dir, text, key):
     write(data_dir, "bad", text)
@@ -168,7 +171,8 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 from wikiluigi.errors import WikiluigiError  # noqa: E402
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
-                    st.sampled_from(["http://x/api.php", "ftp://x", "Category:A", "../..", ".", "", "0"]))
+                    st.sampled_from(["http://x/api.php", "ftp://x", "Category:A", "../..", ".", "", "0"]),
+                    st.text(max_size=20).map("http://{}".format), st.text(max_size=10).map("~{}".format))
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 DOCUMENTS = st.dictionaries(st.sampled_from(sorted(manifest.KEYS)) | st.text(max_size=10), VALUES, max_size=8)

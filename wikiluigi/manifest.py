@@ -122,16 +122,15 @@ def parse(text: str, path: Path, name: str | None = None) -> Manifest:
     api, dump = check.text("api"), check.text("dump")
     if bool(api) == bool(dump):
         raise ManifestError(f"{path}: give exactly one of 'api' (the wiki's api.php URL) or 'dump' (an XML export).")
-    if api and (urlsplit(api).scheme not in ("http", "https") or not urlsplit(api).netloc):
+    netloc = _netloc(api) if api else ""
+    if api and not netloc:
         raise ManifestError(f"{path}: key 'api': {quote(api)} is not an http(s) URL of api.php.")
-    if dump and "\0" in dump:
-        check.fail("dump", "the path of an XML export")
     host = check.text("host")
     if host is not None:
         paths.folder_name(host, f"{path}: key 'host'")
     elif api:
-        host = paths.folder_name(urlsplit(api).netloc, f"{path}: key 'api' (its host, the folder of its pages)")
-    dump_path = (path.parent / Path(dump).expanduser()).resolve() if dump else None
+        host = paths.folder_name(netloc, f"{path}: key 'api' (its host, the folder of its pages)")
+    dump_path = _dump_path(path, dump) if dump else None
     manifest = Manifest(
         name=name or path.stem,
         path=path,
@@ -153,6 +152,23 @@ def parse(text: str, path: Path, name: str | None = None) -> Manifest:
         raise ManifestError(f"{path}: name at least one of include_categories or include_pages, "
                             f"or take every page with 'all_pages: true'.")
     return manifest
+
+
+def _netloc(url: str) -> str:
+    """The host (and port) of an http(s) URL; "" when it is no such URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "http://[x": an IPv6 address left open
+        return ""
+    return parts.netloc if parts.scheme in ("http", "https") else ""
+
+
+def _dump_path(manifest_path: Path, dump: str) -> Path:
+    """The dump's path: relative to the manifest's folder, '~' for a home folder."""
+    try:
+        return (manifest_path.parent / Path(dump).expanduser()).resolve()
+    except (RuntimeError, ValueError, OSError) as exc:  # '~nosuchuser', a NUL, a loop of links
+        raise ManifestError(f"{manifest_path}: key 'dump': {quote(dump)} is not a usable path ({exc}).") from None
 
 
 def _read_yaml(text: str, path: Path):
