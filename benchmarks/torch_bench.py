@@ -24,6 +24,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -59,11 +60,11 @@ GPU_PLAN = [   # shape, batch, window, precision, compile, fused: the first is t
     ("355M", 16, 1024, "bf16", True, True),
 ]
 GPU_QUICK = [GPU_PLAN[0], GPU_PLAN[2], GPU_PLAN[5]]
-CPU_PLAN = [   # shape, batch, window, steps: torch and TensorFlow each
-    ("scratch", 4, 256, 10),
-    ("scratch", 16, 256, 5),
-    ("124M", 1, 256, 3),
-    ("124M", 4, 1024, 2),
+CPU_PLAN = [   # shape, batch, window, steps, also compiled: torch and TensorFlow each
+    ("scratch", 4, 256, 10, True),
+    ("scratch", 16, 256, 5, False),
+    ("124M", 1, 256, 3, False),
+    ("124M", 1, 1024, 2, False),       # TensorFlow takes 19 GB at 4 x 1024: more than a small machine has
 ]
 
 
@@ -172,9 +173,11 @@ def run_job(job: dict, timeout: float) -> dict:
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    tail = (done.stderr or done.stdout).strip().splitlines()
-    reason = next((line for line in reversed(tail) if "OutOfMemory" in line or "out of memory" in line), None)
-    return {"error": "out of memory" if reason else (tail[-1][:160] if tail else f"exit {done.returncode}")}
+    lines = (done.stderr + done.stdout).strip().splitlines()
+    if any("OutOfMemory" in line or "out of memory" in line for line in lines) or done.returncode in (-9, 137):
+        return {"error": f"out of memory (exit {done.returncode})"}
+    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception)\b", line)]
+    return {"error": (errors or [f"exit {done.returncode}"])[-1][:200]}
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -188,7 +191,7 @@ def row_text(label: str, job: dict, result: dict, baseline: dict | None) -> str:
         ratio = f"{result['tokens_per_s'] / baseline['tokens_per_s']:8.2f}x"
     mode = f"{result['precision']} {'compiled' if result['compiled'] is True else 'eager' if result['compiled'] is False else result['compiled']}"
     cpu_ratio = ""
-    if baseline and "error" not in baseline:
+    if baseline and "error" not in baseline and job["device"] == "cpu":
         cpu_ratio = f"{baseline['cpu_s_per_step'] / result['cpu_s_per_step']:8.2f}x"
     return (f"{label:<11}{setting}  {mode:<14}{result['tokens_per_s']:>12,.0f}{result['ms_per_step']:>11,.1f}"
             f"{result['cpu_s_per_step']:>10,.2f}{mfu:>8}{result['peak_mem_mib']:>11,.0f}{ratio:>10}{cpu_ratio:>10}"
@@ -226,21 +229,23 @@ def cpu_main(args) -> None:
     print(f"device: cpu, {torch.get_num_threads()} threads; torch {torch.__version__}; float32 both, "
           f"batches of random tokens; baseline: TensorFlow (gpt-2-simple's graph) on the same setting")
     print(HEADER)
-    for shape, batch, window, steps in CPU_PLAN:
+    for shape, batch, window, steps, compiled_too in CPU_PLAN:
         if args.shapes and shape not in args.shapes:
             continue
         steps = args.steps if args.steps_given else steps
         common = {"shape": shape, "batch": batch, "window": window, "device": "cpu", "steps": steps,
                   "warmup": 1 if not args.warmup_given else args.warmup}
-        tf_job = {**common, "backend": "tensorflow"}
-        torch_job = {**common, "backend": "torch", "precision": "fp32", "compile": False, "fused": False}
-        tf_result = run_job(tf_job, args.timeout) if not args.no_tf else None
-        torch_result = run_job(torch_job, args.timeout)
-        if tf_result is not None:
-            print(row_text("tensorflow", tf_job, tf_result, tf_result), flush=True)
-            report(args, tf_job, tf_result)
-        print(row_text("torch", torch_job, torch_result, tf_result), flush=True)
-        report(args, torch_job, torch_result)
+        jobs = [] if args.no_tf else [("tensorflow", {**common, "backend": "tensorflow"})]
+        jobs.append(("torch", {**common, "backend": "torch", "precision": "fp32", "compile": False, "fused": False}))
+        if compiled_too:     # torch.compile on the CPU (inductor's C++): whether it pays there
+            jobs.append(("torch", {**common, "backend": "torch", "precision": "fp32", "compile": True, "fused": False,
+                                   "warmup": max(2, common["warmup"])}))
+        baseline = None
+        for label, job in jobs:
+            result = run_job(job, args.timeout)
+            baseline = baseline or result
+            print(row_text(label, job, result, baseline), flush=True)
+            report(args, job, result)
 
 
 def report(args, job: dict, result: dict) -> None:

@@ -1,6 +1,12 @@
 """Shared fixtures: a data directory per test, and the real local MediaWiki servers."""
+import os
+
 import luigi.configuration
 import pytest
+
+# torch's OpenMP threads spin while they wait; on a machine shared with other work (2 cores here) that made
+# the torch tests 2-10x slower. Set before anything imports torch (the subprocesses they start inherit it).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 pytest_plugins = ["tests.support.wiki_fixtures", "tests.support.luigid", "tests.support.tiny_gpt2"]
 

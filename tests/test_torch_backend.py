@@ -32,7 +32,8 @@ def losses(run: Path) -> dict[int, dict]:
 def torch_run(tmp_path_factory, tiny_model, corpus_dir):
     """A torch run trained 20 steps, validated every 10, a sample at step 20; tests copy it to change it."""
     run = tmp_path_factory.mktemp("torch-runs") / "trained"
-    result = training.train(run, tiny_model, corpus_dir, Settings(steps=20, sample_every=20, **TRAIN), backend="torch")
+    result = training.train(run, tiny_model, corpus_dir, Settings(steps=20, window=64, sample_every=20, **TRAIN),
+                            backend="torch")
     return run, result
 
 
@@ -113,14 +114,14 @@ def test_a_run_resumes_only_on_its_own_backend(torch_run, tmp_path, tiny_model, 
 @pytest.mark.slow
 def test_generate_samples_a_torch_run_reproducibly_without_marker_fragments(torch_run, tmp_path):
     run, _ = torch_run
-    first = sampling.generate(run, tmp_path / "gen", nsamples=6, length=60, seed=5, batch_size=3)
-    again = sampling.generate(run, tmp_path / "again", nsamples=6, length=60, seed=5, batch_size=3)
+    first = sampling.generate(run, tmp_path / "gen", nsamples=6, length=40, seed=5, batch_size=3)
+    again = sampling.generate(run, tmp_path / "again", nsamples=6, length=40, seed=5, batch_size=3)
     assert first["texts"] == again["texts"]
     assert first["checkpoint"] == "best" and first["step"] == torch_run[1]["best"]["step"]
     assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["index.json"] + [f"sample-00{i}.txt" for i in range(1, 7)]
     for text in first["texts"]:
         assert text.strip() and START not in text and END not in text and "<|" not in text
-    other = sampling.generate(run, tmp_path / "other", nsamples=6, length=60, seed=6, batch_size=3)
+    other = sampling.generate(run, tmp_path / "other", nsamples=6, length=40, seed=6, batch_size=3)
     assert other["texts"] != first["texts"]
 
 
@@ -144,14 +145,14 @@ def test_a_torch_run_converts_to_gpt2_simple_which_samples_it_and_back(torch_run
     assert "SAMPLE 1" in done_tf.stdout, done_tf.stderr[-2000:]
 
     # The TensorFlow backend resumes the converted run from step 20; Generate samples it.
-    result = training.train(as_tf, tiny_model, corpus_dir, Settings(steps=22, **TRAIN), backend="tensorflow")
+    result = training.train(as_tf, tiny_model, corpus_dir, Settings(steps=22, window=64, **TRAIN), backend="tensorflow")
     assert result["start_step"] == 20 and result["step"] == 22
     assert sampling.generate(as_tf, tmp_path / "gen-tf", nsamples=2, length=20, seed=1)["step"] > 0
 
     # And back to torch, which resumes it too.
     back = torch_convert.convert(as_tf, tmp_path / "back")
     assert back["to"] == "torch" and back["checkpoints"]["latest"] == 22
-    result = training.train(tmp_path / "back", tiny_model, corpus_dir, Settings(steps=24, **TRAIN), backend="torch")
+    result = training.train(tmp_path / "back", tiny_model, corpus_dir, Settings(steps=24, window=64, **TRAIN), backend="torch")
     assert result["start_step"] == 22 and result["step"] == 24
     with pytest.raises(ModelError, match="exists: convert into a new run folder"):
         torch_convert.convert(run, as_tf)
