@@ -18,7 +18,7 @@ thread), the steadier figure on a machine shared with other work. Each setting r
 ends only it): warm-up steps first (torch.compile compiles then), then timed steps. MFU is model FLOPs per
 token (torch_model.flops_per_token: 6 x matrix weights + attention, the PaLM/nanoGPT count) x tokens/s over
 the device's peak dense bf16 FLOP/s, looked up by the device's name (PEAK_BF16_TFLOPS; --peak-tflops for
-others). Peak memory: torch.cuda.max_memory_allocated on a GPU, the process's peak RSS on a CPU.
+others). "warm-up s" is the warm-up steps' time, torch.compile's included. Peak memory: torch.cuda.max_memory_allocated on a GPU, the process's peak RSS on a CPU.
 """
 import argparse
 import importlib.util
@@ -92,7 +92,8 @@ def measure_torch(job: dict) -> dict:
     tm = load_torch_model()
     hparams = SHAPES[job["shape"]]
     trainer = tm.Trainer(hparams, learning_rate=1e-4, device=job["device"], precision=job["precision"],
-                         compile=job["compile"], fused=job["fused"] if job["device"] != "cpu" else False)
+                         compile=job["compile"], fused=job["fused"] if job["device"] != "cpu" else False,
+                         compile_mode=job.get("compile_mode"))
     cuda = trainer.device.type == "cuda"
     generator = torch.Generator(device=trainer.device).manual_seed(1)
 
@@ -194,12 +195,13 @@ def row_text(label: str, job: dict, result: dict, baseline: dict | None) -> str:
     if baseline and "error" not in baseline and job["device"] == "cpu":
         cpu_ratio = f"{baseline['cpu_s_per_step'] / result['cpu_s_per_step']:8.2f}x"
     return (f"{label:<11}{setting}  {mode:<14}{result['tokens_per_s']:>12,.0f}{result['ms_per_step']:>11,.1f}"
-            f"{result['cpu_s_per_step']:>10,.2f}{mfu:>8}{result['peak_mem_mib']:>11,.0f}{ratio:>10}{cpu_ratio:>10}"
+            f"{result['cpu_s_per_step']:>10,.2f}{result['warmup_s']:>10,.1f}{mfu:>8}{result['peak_mem_mib']:>11,.0f}"
+            f"{ratio:>10}{cpu_ratio:>10}"
             f"   loss {result['first_loss']:.2f}->{result['last_loss']:.2f}")
 
 
 HEADER = (f"{'':<11}{'shape':<8}{'batch x win':<14}{'mode':<14}{'tokens/s':>12}{'ms/step':>11}{'CPU s/st':>10}"
-          f"{'MFU':>8}{'peak MiB':>11}{'vs base':>10}{'CPU vs':>10}")
+          f"{'warm-up s':>10}{'MFU':>8}{'peak MiB':>11}{'vs base':>10}{'CPU vs':>10}")
 
 
 def gpu_main(args) -> None:
@@ -217,7 +219,8 @@ def gpu_main(args) -> None:
             continue
         job = {"backend": "torch", "shape": shape, "batch": batch, "window": window, "precision": precision,
                "compile": compiled, "fused": fused, "device": "cuda", "steps": args.steps,
-               "warmup": args.warmup, "peak_tflops": args.peak_tflops}
+               "warmup": args.warmup, "peak_tflops": args.peak_tflops,
+               "compile_mode": args.compile_mode if compiled else None}
         result = run_job(job, args.timeout)
         baseline = baseline or result
         print(row_text("torch", job, result, baseline), flush=True)
@@ -263,6 +266,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (GPU default 3, CPU 1)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak dense bf16 TFLOP/s")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one setting may take")
+    parser.add_argument("--compile-mode", default=None, help="GPU: torch.compile's mode for the compiled settings, "
+                                                             "e.g. max-autotune-no-cudagraphs (minutes to compile)")
     parser.add_argument("--no-tf", action="store_true", help="CPU: leave out the TensorFlow baseline")
     parser.add_argument("--json", help="append each setting's figures to this JSON Lines file")
     parser.add_argument("--job", help=argparse.SUPPRESS)

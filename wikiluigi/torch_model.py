@@ -1,10 +1,11 @@
 """GPT-2 in PyTorch with gpt-2-simple's architecture and shapes (hparams.json), and its training step.
 
 It needs torch and nothing else (not even the rest of wikiluigi), so that benchmarks/torch_bench.py can load
-it by path on a GPU machine that has only torch and measure the very step the torch backend trains with. Import it inside functions: importing wikiluigi never loads
-torch. The layers follow gpt-2-simple's src/model.py: learned positions, pre-norm blocks (layer norm eps 1e-5),
-tanh GELU, causal attention, the output projection tied to the token embedding. Linear weights are stored
-as nn.Linear's [out, in]; gpt-2-simple's conv1d weights are [1, in, out] (wikiluigi.torch_convert maps them).
+it by path on a GPU machine that has only torch and measure the very step the torch backend trains with.
+Import it inside functions: importing wikiluigi never loads torch. The layers follow gpt-2-simple's
+src/model.py: learned positions, pre-norm blocks (layer norm eps 1e-5), tanh GELU, causal attention, the
+output projection tied to the token embedding. Linear weights are stored as nn.Linear's [out, in];
+gpt-2-simple's conv1d weights are [1, in, out] (wikiluigi.torch_convert maps them).
 """
 import contextlib
 import math
@@ -188,7 +189,8 @@ class Trainer:
     """
 
     def __init__(self, hparams: dict, *, learning_rate: float, weight_decay: float = 0.0, device: str = "auto",
-                 precision: str = "auto", compile="auto", fused: bool | None = None, seed: int = 1):
+                 precision: str = "auto", compile="auto", fused: bool | None = None, seed: int = 1,
+                 compile_mode: str | None = None):
         self.rank, self.world = distributed()
         self.device = pick_device(device)
         cuda = self.device.type == "cuda"
@@ -213,7 +215,7 @@ class Trainer:
             torch.distributed.init_process_group("nccl" if cuda else "gloo")
         # Steps run through `runner`: the model compiled (when asked) and wrapped in DDP (under torchrun);
         # `model` stays the plain module whose weights are saved and sampled.
-        runner = torch.compile(self.model) if self.compiled else self.model
+        runner = torch.compile(self.model, mode=compile_mode) if self.compiled else self.model
         self.ddp = None
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
