@@ -1,11 +1,14 @@
 """`all_pages: true`: every page of a wiki, from the real local MediaWiki's list=allpages and from the dump
 it was loaded from, compared with what the wiki itself holds (its database, its siteinfo statistics)."""
+import os
 import sqlite3
 
 import pytest
 
+from tests.support import synthetic_wiki
 from tests.support.luigi_cli import derived, make_data_dir, run_luigi
 from tests.support.wiki_fixtures import ENWIKI_DUMP, STARTREK_DUMP
+from wikiluigi import dump
 from wikiluigi.derive import resolve_manifest
 from wikiluigi.manifest import parse
 from wikiluigi.mediawiki import MediaWiki, Settings
@@ -62,6 +65,16 @@ def test_every_article_of_the_enwiki_sample_equals_the_wikis_article_count(tmp_p
     assert result.titles == pages_in_the_database(enwiki_wiki, 0)
     assert len(result.titles) == statistics(enwiki_wiki)["articles"] == 106  # of 206 pages, 99 redirects
     assert resolve(tmp_path, DumpSource(ENWIKI_DUMP), f"dump: {ENWIKI_DUMP}\nall_pages: true\n").titles == result.titles
+
+
+def test_every_article_of_a_multistream_dump_read_by_two_processes(tmp_path, monkeypatch):
+    wiki = synthetic_wiki.write_multistream(tmp_path, 430, paragraphs=1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # the pass split over two processes
+    result = resolve(tmp_path, DumpSource(wiki.dump, wiki.index), f"dump: {wiki.dump}\nall_pages: true\n")
+    assert result.titles == sorted(wiki.articles) and len(result.titles) == 430
+    # The dump's own index lists every page; the articles are those of namespace 0 that are no redirect.
+    assert len(list(dump.iter_index(wiki.index))) == wiki.pages > 430
+    assert resolve(tmp_path, DumpSource(wiki.dump), f"dump: {wiki.dump}\nall_pages: true\n").titles == result.titles
 
 
 def test_allpages_follows_continue(startrek_wiki):
