@@ -224,3 +224,14 @@ def test_a_dump_error_quotes_a_hostile_title_and_value_shortened(tmp_path):
         DumpSource(dump).all_pages(0).__next__()
     message = str(error.value)
     assert str(dump) in message and "1000000 characters" in message and len(message) < 600
+
+
+def test_the_derived_manifest_names_the_case_variants(tmp_path):
+    from tests.support.luigi_cli import derived, make_data_dir, run_luigi
+    dump = write_dump(tmp_path / "cases.xml", [("US", 0, "x"), ("Us", 0, "x"), (CAFE_NFC, 0, "x"), (CAFE_NFD, 0, "x")])
+    data_dir = make_data_dir(tmp_path / "data", {"cases": {"dump": str(dump), "all_pages": True}})
+    run_luigi(data_dir, "DeriveManifest", "--manifest", "cases", "--local-scheduler", check_returncode=0)
+    result = derived(data_dir, "cases")
+    named = [w for w in result["warnings"] if "differ only in case" in w]
+    assert len(named) == 2 and "'US', 'Us'" in named[1] and CAFE_NFD in named[0] and CAFE_NFC in named[0]
+    assert result["counts"]["case_variants"] == 4 and result["counts"]["pages"] == 4
