@@ -82,10 +82,12 @@ _GONE_BETWEEN_QUOTES = re.compile("(?<=')\ue002++(?=')")
 # Cut-out things joined by "and", "or" or a comma before the end of a clause go with their joiners:
 # "an external link and [http://x] and [[de:Seite]]." reads "an external link.", not "... and and.".
 # Possessive quantifiers and the look-behind (a match starts only where a run of them starts, after
-# text on its line: a line of only cut-out things is _GONE_LINE's) keep both patterns linear: "{{a}} {{b}} ... {{t}} text" took seconds with twenty, minutes with thirty.
+# text on its line: a line of only cut-out things is _GONE_LINE's) keep both patterns linear:
+# "{{a}} {{b}} ... {{t}} text" took seconds with twenty, minutes with thirty.
 _GONE_ITEM = "(?:'{2,5}\ue002++'{2,5}|\ue002++)"  # a cut-out template, maybe in italics: ''{{transl|..}}''
 _GONE_IN_BRACKETS = re.compile(f"\\([ \t]*+(?:{_GONE_ITEM}[ \t]*+[;,]?+[ \t]*+)++(\\)?)")
-_GONE_JOINER = "[ \t]*+(?:[;,]|(?<=[ \t])(?:and|or)(?=[ \t'\ue002]))?+[ \t]*+"
+# (A `;` right after a letter or digit may end an entity, `&nbsp;`: not a joiner.)
+_GONE_JOINER = "[ \t]*+(?:,|(?<![A-Za-z0-9]);|(?<=[ \t])(?:and|or)(?=[ \t'\ue002]))?+[ \t]*+"
 _GONE_BEFORE_CLOSE = re.compile(
     f"(?<=[^ \t;,\ue002\n])(?:{_GONE_JOINER}{_GONE_ITEM})++[ \t]*+(?=[).;:,!?]|$)", re.M)
 
