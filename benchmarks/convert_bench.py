@@ -124,7 +124,7 @@ def profile(pages: dict[str, str]) -> dict[str, Clock]:
         dumps = staticmethod(timed(clocks["json dump"], real_json.dumps))
 
     def run_pandoc(args, *rest):
-        clock = clocks["pandoc reader" if "--from=mediawiki" in args else "pandoc writer"]
+        clock = clocks["pandoc reader" if any(a.startswith("--from=mediawiki") for a in args) else "pandoc writer"]
         with clock:
             return real["_run_pandoc"](args, *rest)
 

@@ -411,7 +411,7 @@ def test_one_pandoc_process_each_way(startrek, monkeypatch):
     pages = {t: text for t, (ns, text, redirect) in startrek.items() if ns == 0}
     results = convert_pages(pages, OPTIONS)
     assert sum(r.ok for r in results.values()) == 27  # and 4 redirects
-    assert [args[0] for args in runs] == ["--from=mediawiki", "--from=json"]
+    assert [args[0] for args in runs] == ["--from=mediawiki-auto_identifiers", "--from=json"]
 
 
 def test_invalid_unicode_and_timeouts(startrek):

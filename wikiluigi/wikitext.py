@@ -62,13 +62,24 @@ _NESTING_TAGS = ("div", "span", "blockquote", "center", "small", "big", "sup", "
                  "font", "p", "b", "i", "em", "strong", "code", "tt", "abbr", "cite", "q", "ul", "ol", "li",
                  "dl", "dd", "dt", "table", "tr", "td", "th", "caption")
 _NESTING_TAG = re.compile(r"<(/?)(?:" + "|".join(_NESTING_TAGS) + r")(?=[\s/>])[^<>]*+>", re.I)
-# Links in links (not links in MediaWiki either) deeper than this lose their brackets.
+# Links in links (not links in MediaWiki either) deeper than this lose their brackets, and a link
+# longer than MAX_LINK_CHARS becomes its text: pandoc's reader is superlinear in a link's length
+# (a 100 KB label: 2 s, 1 MB: 20 s).
 MAX_LINK_DEPTH = 3
+MAX_LINK_CHARS = 2000
+_INNERMOST_LINK = re.compile(r"\[\[([^\[\]]{%d,}+)\]\]" % MAX_LINK_CHARS)
 # Templates whose rule's text holds further templates with rules are expanded this deep, no deeper;
 # and a page's rules may write at most this many times its own size (a rule `{1}{1}` nested 20 deep
 # would otherwise write a million copies).
 MAX_RULE_DEPTH = 8
 RULE_OUTPUT_FACTOR = 4
+# A run this long without a blank is no prose, and pandoc's reader is superlinear in one that holds
+# `|` (400 KB: 9 s, four times 100 KB's): cut out.
+MAX_WORD_CHARS = 5000
+_LONG_WORD = re.compile(r"\S{%d,}+" % MAX_WORD_CHARS)
+# A paragraph longer than this is split at its next line break: pandoc's reader is superlinear in a
+# paragraph full of bold and italics (a 1 MB one took minutes); real paragraphs are a few KB.
+MAX_PARAGRAPH_CHARS = 20_000
 _MASK = re.compile("\ue000(\\d+)\ue001")
 # Left where something was cut out, until the end of prepare: a line that held only cut-out things
 # goes altogether, a line that started with one loses the blanks after it (else it would become
@@ -110,7 +121,10 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
     text = _INTERLANGUAGE_LINK.sub(_GONE, text)
     text = _NUMBERED_LINK.sub(_GONE, text)
     text = _drop_file_links(text)
-    text = _LINK_BRACKETS.sub(_Depth(MAX_LINK_DEPTH), text) if "[[" in text else text
+    if "[[" in text:
+        text = _LINK_BRACKETS.sub(_Depth(MAX_LINK_DEPTH), text)
+        for _ in range(MAX_LINK_DEPTH):  # innermost first: an outer link may grow long by it
+            text = _INNERMOST_LINK.sub(lambda m: m.group(1).partition("|")[2] or m.group(1), text)
     text = _drop_tables(text, keep_tables)
     text = _TABLE_START.sub(r"\1{|", text)
     text = _TABLE_ROW.sub(r"\1|-", text)
@@ -118,6 +132,7 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
     text = _INDENTED_LIST.sub("", text)
     text = _DEEP_LIST.sub(r"\1", text)
     text = _HEADING.sub(_heading, text)
+    text = _LONG_WORD.sub(_GONE, text) if len(text) >= MAX_WORD_CHARS else text
     if drop:
         text = _drop_sections_early(text, drop)
     if _GONE in text:
@@ -130,9 +145,26 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
         text = _GONE_LINE_START.sub("", text)
         text = _GONE_BETWEEN_QUOTES.sub("<nowiki/>", text)
         text = text.replace(_GONE, "")
+    if len(text) > MAX_PARAGRAPH_CHARS:
+        text = _split_long_paragraphs(text)
     if masked:
         text = _MASK.sub(lambda m: masked[int(m.group(1))], text)
     return text.strip("\n")
+
+
+def _split_long_paragraphs(text: str) -> str:
+    """A blank line before the first line past MAX_PARAGRAPH_CHARS of a paragraph (not inside a table)."""
+    out: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        if not line.strip():
+            size = 0
+        elif size > MAX_PARAGRAPH_CHARS and not line.lstrip(" \t:").startswith(("|", "!", "{|")):
+            out.append("")
+            size = 0
+        out.append(line)
+        size += len(line) + 1
+    return "\n".join(out)
 
 
 _HEADING_MARKUP = re.compile(r"'{2,}|<nowiki/>|\[\[(?:[^\[\]|]*\|)?|\]\]")
@@ -322,10 +354,13 @@ def _drop_file_links(text: str) -> str:
             start = open_links.pop()
             if start >= 0:
                 ends[start] = bracket.end()
-    for start in open_links:
+    line_end = -1
+    for start in open_links:  # in order: one search per line, however many are open on it
         if start >= 0:
-            line_end = text.find("\n", start)
-            ends[start] = len(text) if line_end < 0 else line_end
+            if line_end < start:
+                line_end = text.find("\n", start)
+                line_end = len(text) if line_end < 0 else line_end
+            ends[start] = line_end
     out, last = [], 0
     for start in sorted(ends):
         if start < last:
