@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 from wikiluigi.errors import ModelError
+from wikiluigi.runfolder import CHECKPOINT_INFO, write_json_atomic
+from wikiluigi.torch_backend import WEIGHTS as TORCH_WEIGHTS    # also beside a base model's model.ckpt.*
 
-TORCH_WEIGHTS = "model.pt"          # a base model's weights in torch's format, beside model.ckpt.*
 VOCABULARY = ("encoder.json", "vocab.bpe")
 _CHECKPOINT_PATH = re.compile(r'^model_checkpoint_path:\s*"([^"]+)"', re.M)
 
@@ -140,7 +141,7 @@ def copy_model_files(source, target) -> None:
 def _step_of(folder: Path) -> int:
     """A checkpoint folder's step (its checkpoint.json, or gpt-2-simple's model-<step>); 0 for a base model."""
     try:
-        return int(json.loads((folder / "checkpoint.json").read_text(encoding="utf-8"))["step"])
+        return int(json.loads((folder / CHECKPOINT_INFO).read_text(encoding="utf-8"))["step"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         pass
     match = re.search(r"model-(\d+)$", checkpoint_prefix(folder)) if (folder / "checkpoint").is_file() else None
@@ -178,10 +179,10 @@ def convert_model(source, target) -> dict:
         copy_model_files(source, target)
         write_tf_checkpoint(state, hparams, target, step)
         direction = ("torch", "tensorflow")
-    if (source / "checkpoint.json").is_file() and not same:
-        info = json.loads((source / "checkpoint.json").read_text(encoding="utf-8"))
+    if (source / CHECKPOINT_INFO).is_file() and not same:
+        info = json.loads((source / CHECKPOINT_INFO).read_text(encoding="utf-8"))
         info["backend"] = direction[1]
-        (target / "checkpoint.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(target / CHECKPOINT_INFO, info)        # last: it makes the folder a checkpoint
     return {"from": direction[0], "to": direction[1], "step": step, "target": str(target)}
 
 
