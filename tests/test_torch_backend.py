@@ -181,6 +181,7 @@ def test_two_processes_under_torchrun_resume_and_train_as_one_with_the_whole_bat
                "schedule": "constant"}
     training.train(tmp_path / "one", tiny_model, corpus_dir, Settings(steps=4, **options), backend="torch")
     training.train(tmp_path / "two", tiny_model, corpus_dir, Settings(steps=2, **options), backend="torch")
+    (tmp_path / ".two.rank1.tmp-999").mkdir()               # a follower's copy a killed torchrun left
     # Two processes (DDP over gloo) take the run on from its step-2 checkpoint, two windows each a batch.
     two = torch_backend.train_distributed(tmp_path / "two", tiny_model, corpus_dir, Settings(steps=4, **options),
                                           processes=2)

@@ -146,6 +146,8 @@ def train_distributed(run_dir, base_dir, corpus_dir, settings, *, backend: str =
         raise ModelError(f"processes must be a whole number of at least 1, not {processes!r}.")
     run_dir = Path(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.parent.glob(f".{run_dir.name}.rank*.tmp-*"):     # left by a killed torchrun
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=f".{run_dir.name}.torchrun-", dir=run_dir.parent) as scratch:
         job = {"run_dir": str(run_dir), "base_dir": str(base_dir), "corpus_dir": str(corpus_dir),
                "settings": dataclasses.asdict(settings), "result": str(Path(scratch) / "result.json")}
