@@ -104,15 +104,15 @@ def main() -> None:
         results = held_out_losses(data, args.steps)
         speeds = sampling_speed(results[("demo", "schedule")]["run"], args.length)
     print(f"\nheld-out loss after {args.steps} steps (nats per token; lower is better)")
-    print(f"{'corpus':10s}{'held-out pages':>15s}{'tokens':>8s}{'':3s}{'with schedule':>22s}{'without':>22s}"
+    print(f"{'corpus':10s}{'held-out pages':>15s}{'tokens':>8s}{'with schedule':>27s}{'without':>27s}"
           f"{'difference':>12s}")
     for name in ("demo", "startrek"):
         ours, theirs = results[(name, "schedule")], results[(name, "no schedule")]
 
         def cell(r):
             return f"{r['val_loss']:.3f} (best {r['best']['val_loss']:.3f}@{r['best']['step']})"
-        print(f"{name:10s}{ours['pages']:>15d}{ours['validation_tokens']:>8d}{'':3s}{cell(ours):>22s}"
-              f"{cell(theirs):>22s}{ours['val_loss'] - theirs['val_loss']:>+12.3f}")
+        print(f"{name:10s}{ours['pages']:>15d}{ours['validation_tokens']:>8d}{cell(ours):>27s}"
+              f"{cell(theirs):>27s}{ours['val_loss'] - theirs['val_loss']:>+12.3f}")
     print(f"\nsampling, {args.length} tokens a sample, demo model: batch 1 {speeds[1]:,.0f} tokens/s, batch 8 "
           f"{speeds[8]:,.0f} tokens/s ({speeds[8] / speeds[1]:.1f}x)")
 
