@@ -154,7 +154,8 @@ def test_the_json_lines_load_with_the_datasets_librarys_json_loader(data_dir, tm
     loaded = load_dataset("json", data_files={"train": str(folder / "train.jsonl"),
                                               "validation": str(folder / "validation.jsonl")},
                           cache_dir=str(tmp_path / "cache"))
-    assert loaded["train"].num_rows == stats["train"]["pages"] and loaded["validation"].num_rows == stats["validation"]["pages"]
+    assert loaded["train"].num_rows == stats["train"]["pages"]
+    assert loaded["validation"].num_rows == stats["validation"]["pages"]
     assert set(loaded["train"].column_names) == {"title", "text", "url", "revision_id", "wiki"}
     row = loaded["validation"][0]
     assert row["text"] == pages[row["title"]] and row["wiki"] == "set.example"

@@ -96,7 +96,8 @@ def test_a_second_train_with_more_steps_resumes_from_the_latest_step(trained, tm
     run = copy_run(trained, tmp_path)
     before = losses(run)
     calls = []
-    result = training.train(run, tiny_model, corpus_dir, Settings(steps=46, **TRAIN), progress=lambda *a: calls.append(a))
+    result = training.train(run, tiny_model, corpus_dir, Settings(steps=46, **TRAIN),
+                            progress=lambda *a: calls.append(a))
     assert result["start_step"] == 40 and calls[0][0] == 41
     after = losses(run)
     assert sorted(after) == list(range(1, 47)) and all(after[s] == before[s] for s in before)

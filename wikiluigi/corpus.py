@@ -54,7 +54,8 @@ def folder(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION) -> 
 def held_out_count(pages: int, validation: float, below: int | None = None) -> tuple[int, str]:
     """How many of `pages` pages to hold out for `validation` (a fraction below 1, else a count), and a note.
     `below`: how many pages' hashes fall under the fraction (default: the fraction of the pages, rounded)."""
-    if not isinstance(validation, (int, float)) or validation < 0 or (validation >= 1 and validation != int(validation)):
+    whole = isinstance(validation, (int, float)) and (validation < 1 or validation == int(validation))
+    if not whole or validation < 0:
         raise ModelError(f"validation must be a fraction of the pages (0 to 1) or a whole number of pages, "
                          f"not {validation!r}.")
     if validation == 0:

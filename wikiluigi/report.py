@@ -118,7 +118,8 @@ pre.sample{{white-space:pre-wrap;background:#f6f6f6;padding:0.6em;border-left:3p
 <section id=summary><h2>Summary</h2>{_table(summary)}</section>
 <section id=curves><h2>Loss curves</h2><img id=loss-plot alt="training and validation loss by step"
 src="data:image/png;base64,{picture}" width=800></section>
-<section id=validation><h2>Validation loss</h2>{_table(validation, ("step", "loss", "running average", "validation loss"))}</section>
+<section id=validation><h2>Validation loss</h2>
+{_table(validation, ("step", "loss", "running average", "validation loss"))}</section>
 <section id=corpus><h2>Corpus</h2>{_table(corpus_rows)}</section>
 <section id=settings><h2>Settings</h2>{_table(settings, ("setting", "value"))}</section>
 <section id=samples><h2>Samples</h2><p>From {html.escape(samples_from)}.</p>{shown}</section>

@@ -54,9 +54,9 @@ def generate(run_dir, out_dir, *, checkpoint: str = runfolder.BEST, nsamples: in
         raise ModelError(f"The vocabulary of {run_dir} has no <|endoftext|> to start from: give a prefix.")
     most = n_ctx - len(context)
     if most < 1:
+        room = n_ctx - 1 - len(vocabulary.start_context(tokenizer))
         raise ModelError(f"The prefix is {len(context)} tokens with the page start, the model's whole window "
-                         f"(n_ctx {n_ctx}): shorten it to at most {n_ctx - 1 - len(vocabulary.start_context(tokenizer))} "
-                         f"tokens.")
+                         f"(n_ctx {n_ctx}): shorten it to at most {room} tokens.")
     settings = {"checkpoint": checkpoint, "nsamples": nsamples, "length": length, "temperature": temperature,
                 "top_k": top_k, "top_p": top_p, "prefix": prefix, "truncate": truncate, "seed": seed,
                 "batch_size": batch_size}

@@ -36,7 +36,7 @@ from wikiluigi.errors import ModelError
 
 BACKENDS = {"tensorflow": "wikiluigi.gpt2", "torch": "wikiluigi.torch_backend"}
 SCHEDULES = ("cosine", "linear", "constant")
-FINAL_SAMPLES = 3
+FINAL_SAMPLES, FINAL_SAMPLE_TOKENS = 3, 200     # for the report: a few, short enough to cost little memory
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,8 @@ class _Loop:
 
     def __init__(self, folder, model, backend, settings, tokens, windows, tokenizer, state, progress):
         self.folder, self.model, self.backend, self.settings = folder, model, backend, settings
-        self.tokens, self.windows, self.tokenizer, self.state, self.progress = tokens, windows, tokenizer, state, progress
+        self.tokens, self.windows, self.tokenizer = tokens, windows, tokenizer
+        self.state, self.progress = state, progress
         self.ema = [0.0, 0.0]         # gpt-2-simple's running average: decay 0.99, bias-corrected by the weight
         for row in state.rows:
             self.ema = [self.ema[0] * 0.99 + row["loss"], self.ema[1] * 0.99 + 1.0]
@@ -209,9 +210,9 @@ class _Loop:
         with self.folder.writing(kind, step, backend=self.backend, val_loss=val_loss) as tmp:
             self.model.save(tmp, step=step, optimizer=kind == runfolder.LATEST)
 
-    def sample(self, count: int) -> list[str]:
+    def sample(self, count: int, most: int | None = None) -> list[str]:
         context = vocabulary.start_context(self.tokenizer)
-        rows = self.model.sample(context, count, self.settings.window - len(context))
+        rows = self.model.sample(context, count, min(self.settings.window - len(context), most or self.settings.window))
         return [vocabulary.decode_sample(self.tokenizer, ids) for ids in rows]
 
     def run(self) -> dict:
@@ -233,7 +234,8 @@ class _Loop:
                 row = {"step": step, "loss": value, "avg_loss": self.ema[0] / self.ema[1], "learning_rate": rate,
                        "tokens_per_s": step_tokens / (now - tick), "elapsed_s": elapsed_before + now - began,
                        "val_loss": None}
-                if self.windows is not None and (step == s.steps or (s.validate_every and step % s.validate_every == 0)):
+                due = step == s.steps or (s.validate_every and step % s.validate_every == 0)
+                if self.windows is not None and due:
                     row["val_loss"] = self.validate(step)
                 folder.append(row)
                 state.rows.append(row)
@@ -263,7 +265,7 @@ class _Loop:
         except BaseException:
             folder.close()
             raise
-        for n, text in enumerate(self.sample(FINAL_SAMPLES), start=1):
+        for n, text in enumerate(self.sample(FINAL_SAMPLES, FINAL_SAMPLE_TOKENS), start=1):
             folder.write_sample(f"final-{n}.txt", text)
         folder.close(stopped)
         report.write(folder.path)

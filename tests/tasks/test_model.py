@@ -226,7 +226,8 @@ def test_train_resumes_only_its_own_corpus(startrek):
     with config({"Train": {**TRAIN, "steps": "2", "batch_size": "1"}}):
         assert build(Train(run_name="mine")) == (True, [])
         make_manifest("other", {"Worf": "A Klingon warrior. " * 200, "Kirk": "A captain. " * 200}, host="other.example")
-        ok, errors = build(Train(run_name="mine", steps=2, manifests=["startrek", "other"]))   # already at 2: still an error
+        # Already at step 2, and still an error: another corpus.
+        ok, errors = build(Train(run_name="mine", steps=2, manifests=["startrek", "other"]))
     assert not ok
     assert any("is another run than this Train describes" in e and "other" in e for e in errors), errors
     assert runfolder.saved_step(paths.checkpoint_dir("mine")) == 2

@@ -306,6 +306,7 @@ class Generate(Reporting):
             prefix=self.prefix, truncate=self.truncate, seed=self.seed, batch_size=self.batch_size,
             progress=lambda done, total: self.report(done, total, f"{done} of {total} samples"))
         report.write(run_dir, samples=result["texts"],
-                     samples_from=f"out/gen/{self.run_name}/ ({result['checkpoint']} checkpoint, step {result['step']})")
+                     samples_from=f"out/gen/{self.run_name}/ ({result['checkpoint']} checkpoint, "
+                                  f"step {result['step']})")
         self.report(1, 1, f"{len(result['samples'])} samples of the {result['checkpoint']} checkpoint, step "
                           f"{result['step']}" + "".join(f"; {m}" for m in result["messages"]))
