@@ -394,9 +394,10 @@ def test_quote_runs_that_make_pandoc_backtrack():
     assert time.monotonic() - started < 20
     assert markdown.count("***court of appeal***") == 40
     assert "''" not in markdown
-    assert wikitext.balance_quotes("''a '''b'' c''' d") == "''a '''b'''<nowiki/>''<nowiki/>''' c''' d"
-    assert wikitext.balance_quotes("'''''open") == "'''<nowiki/>''open''<nowiki/>'''"
-    assert wikitext.balance_quotes("l'''amour and ''x''") == "l'''amour and ''x''<nowiki/>'''"
+    sep = wikitext.QUOTE_SEPARATOR
+    assert wikitext.balance_quotes("''a '''b'' c''' d") == f"''a '''b'''{sep}''{sep}''' c''' d"
+    assert wikitext.balance_quotes("'''''open") == f"'''{sep}''open''{sep}'''"
+    assert wikitext.balance_quotes("l'''amour and ''x''") == f"l'''amour and ''x''{sep}'''"
 
 
 def test_template_names_compare_like_mediawiki():

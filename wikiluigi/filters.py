@@ -53,6 +53,8 @@ def _text(node, options) -> list:
     """Str: what pandoc kept of template syntax (a `{{` never closed) goes; non-breaking and other odd
     spaces become ordinary Spaces (the writer would spell U+00A0 `&nbsp;`)."""
     value = node["c"]
+    if "\u200b" in value:  # wikitext.QUOTE_SEPARATOR, or a zero-width space of the page's own
+        value = value.replace("\u200b", "")
     if "&" in value and ";" in value:  # pandoc leaves entities of unlabelled links as typed: [[OS&nbsp;X]]
         value = html.unescape(value)
     if "{{" in value or "}}" in value:
@@ -69,7 +71,7 @@ def _text(node, options) -> list:
 
 
 _ODD_SPACE = re.compile(r"\s+")
-_STR_WORK = re.compile(r"[&{}\s]")  # what _text has to look at
+_STR_WORK = re.compile(r"[&{}\s\u200b]")  # what _text has to look at
 
 
 def _code(node, options) -> list:
