@@ -229,25 +229,29 @@ def print_flatness(results: list[dict]) -> None:
             print(f"  {stage:<15} {ratio:5.2f}")
 
 
-def print_projection(result: dict, workers: int) -> None:
-    """Whole English Wikipedia from the largest size's costs, scaled by compressed bytes (the passes) or by
-    pages (the chunked stages, which spread over every core of every machine)."""
+def print_projection(results: list[dict], workers: int) -> None:
+    """Whole English Wikipedia from the largest size's costs (convert's from the largest converted size),
+    scaled by compressed bytes; the chunked stages spread over every core of every machine, derive's
+    pass over the cores of one machine."""
+    result = results[-1]
     rows, pages = result["rows"], result["pages"]
+    converted = [r for r in results if "Convert" in r["rows"]]
     by_bytes = ENWIKI_BZ2_BYTES / result["dump_bytes"]
-    derive = rows["DeriveManifest"]["seconds"] * by_bytes          # one process: does not spread
+    derive_core = rows["DeriveManifest"]["seconds"] * workers * by_bytes   # one process per core of one machine
     scrape_core = rows["Scrape"]["seconds"] * workers * by_bytes   # core-seconds, spreads over cores
     print(f"\nprojection for English Wikipedia ({ENWIKI_ARTICLES:,} articles, {ENWIKI_BZ2_BYTES / 1e9:.0f} GB bz2), "
           f"from {pages:,} pages ({result['dump_bytes'] / 1e6:.0f} MB bz2) x {by_bytes:,.0f} by bytes:")
     convert_core = None
-    if "Convert" in rows:
-        convert_core = rows["Convert"]["seconds"] * workers * ENWIKI_ARTICLES / pages
+    if converted:
+        # pandoc's cost grows with the text: by bytes too (Wikipedia's articles are longer than these pages)
+        convert_core = converted[-1]["rows"]["Convert"]["seconds"] * workers * ENWIKI_BZ2_BYTES / converted[-1]["dump_bytes"]
+    derive = derive_core / 16
     for machines in (1, 10):
         cores = 16 * machines
         total = derive + scrape_core / cores + (convert_core or 0) / cores
-        print(f"  {machines:>2} x 16 cores: derive {derive / 3600:5.2f} h (one pass) + scrape "
-              f"{scrape_core / cores / 3600:5.2f} h" + (f" + convert {convert_core / cores / 3600:5.2f} h "
-                                                         f"(synthetic pages; real articles are larger)"
-                                                         if convert_core else " (convert not measured at this size)")
+        print(f"  {machines:>2} x 16 cores: derive {derive / 3600:5.2f} h (one machine) + scrape "
+              f"{scrape_core / cores / 3600:5.2f} h" + (f" + convert {convert_core / cores / 3600:5.2f} h"
+                                                         if convert_core else " (convert not measured)")
               + f" = {total / 3600:5.2f} h")
 
 
@@ -272,7 +276,7 @@ def main():
     if size(args.api_pages):
         api = bench_api(args.work, size(args.api_pages), args.workers)
         print_table([api], f"API of the local MediaWiki (built from the dump in {api['built']:.0f} s)")
-    print_projection(results[-1], args.workers)
+    print_projection(results, args.workers)
 
 
 if __name__ == "__main__":
