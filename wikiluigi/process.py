@@ -50,10 +50,11 @@ def recorded_fingerprint(host: str) -> str | None:
     return str(recorded.get("fingerprint", "")) if isinstance(recorded, dict) else ""
 
 
-def options_current(host: str, options) -> bool:
-    """Whether the host's Markdown was made with these options (see recorded_fingerprint)."""
+def options_current(host: str, options_of: Callable[[], object]) -> bool:
+    """Whether the host's Markdown was made with the options `options_of()` returns (see
+    recorded_fingerprint); it is called only when the host records options (it may load a manifest)."""
     recorded = recorded_fingerprint(host)
-    return recorded is None or recorded == options_record(options)["fingerprint"]
+    return recorded is None or recorded == options_record(options_of())["fingerprint"]
 
 
 def use_options(host: str, options) -> None:
@@ -61,7 +62,7 @@ def use_options(host: str, options) -> None:
     their failure records are stale and go; the options are recorded. Under a lock, so that the chunks
     of one run starting together clear the folder once."""
     folder = paths.processed_dir(host)
-    if (folder / OPTIONS_FILE).exists() and options_current(host, options):
+    if (folder / OPTIONS_FILE).exists() and options_current(host, lambda: options):
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock_path = folder.parent / f".{folder.name}.options.lock"
@@ -69,7 +70,7 @@ def use_options(host: str, options) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if (folder / OPTIONS_FILE).exists():
-                if options_current(host, options):
+                if options_current(host, lambda: options):
                     return  # another chunk of the same run got here first
                 # Made with other options: stale, the failure records with them.
                 stale = folder.parent / f".stale-{folder.name}-{os.getpid()}"

@@ -5,7 +5,7 @@ from wikiluigi import derived, pagefiles, paths, summary
 from wikiluigi.config import convert as convert_config, pandoc as pandoc_config
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.fetch import pages_to_fetch
-from wikiluigi.process import options_record, pages_to_process, process_pages, recorded_fingerprint
+from wikiluigi.process import options_current, pages_to_process, process_pages
 from wikiluigi.sources import host_of
 from wikiluigi.tasks.base import ManifestTask
 from wikiluigi.tasks.scrape import AllChunks, ChunkTask, FetchPage, FetchPages
@@ -19,8 +19,7 @@ def convert_options(manifest):
 def converted_with_its_options(task: ManifestTask, host: str) -> bool:
     """Whether the host's Markdown was made with the manifest's conversion options; the manifest is
     read only when the host records options at all."""
-    recorded = recorded_fingerprint(host)
-    return recorded is None or recorded == options_record(convert_options(task.load_manifest()))["fingerprint"]
+    return options_current(host, lambda: convert_options(task.load_manifest()))
 
 
 def convert_budget():
