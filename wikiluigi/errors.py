@@ -25,6 +25,13 @@ def quote(value, limit: int = QUOTE_LIMIT) -> str:
     return text if len(text) <= 2 * limit else text[:2 * limit] + "…"
 
 
+def shorten(value, limit: int = 200) -> str:
+    """A value's text cut to `limit` characters, with its length said: for text of any size (a server's
+    answer, a query) in a message."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 class WikiluigiError(Exception):
     """Root of wikiluigi's errors: catch this to catch them all."""
 

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from wikiluigi.errors import ApiError
+from wikiluigi.errors import ApiError, shorten
 
 logger = logging.getLogger("wikiluigi")
 
@@ -116,7 +116,7 @@ class MediaWiki:
             except TRANSIENT_ERRORS as exc:
                 cut_short = isinstance(exc, (requests.exceptions.ChunkedEncodingError,
                                              requests.exceptions.ContentDecodingError))
-                fault = _Retry(f"{type(exc).__name__}: {_short(exc)}", delay, answered=cut_short)
+                fault = _Retry(f"{type(exc).__name__}: {shorten(exc)}", delay, answered=cut_short)
             else:
                 if not getattr(response, "from_cache", False):
                     self.requests_sent += 1
@@ -168,7 +168,7 @@ class MediaWiki:
             if error.get("code") == "maxlag":
                 raise _Retry("the database is lagging (maxlag)", _retry_after(response))
             raise ApiError(f"{self.api_url}: the API refused the request: {error.get('code')}: "
-                           f"{error.get('info', '')}")
+                           f"{shorten(error.get('info', ''))}")
         return data
 
     def query_all(self, **params) -> Iterator[dict]:
@@ -184,8 +184,8 @@ class MediaWiki:
             extra = data["continue"]
             key = json.dumps(extra, sort_keys=True)
             if key in seen:  # the server would send the same pages again, for ever
-                raise ApiError(f"{self.api_url} sent the same 'continue' twice ({_short(key)}) for "
-                               f"{_short(urlencode(params))}: the wiki's server is looping. Report it to the "
+                raise ApiError(f"{self.api_url} sent the same 'continue' twice ({shorten(key)}) for "
+                               f"{shorten(urlencode(params))}: the wiki's server is looping. Report it to the "
                                "wiki, or leave the page or category out of the manifest.")
             seen.add(key)
 
@@ -267,11 +267,6 @@ class _Retry(Exception):
     def __init__(self, reason: str, wait: float | None, answered: bool = True):
         super().__init__(reason)
         self.reason, self.wait, self.answered = reason, wait, answered
-
-
-def _short(value, limit: int = 200) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wikiluigi import pagefiles
-from wikiluigi.errors import ModelError
+from wikiluigi.errors import ModelError, shorten
 
 RUN_INFO = "run.json"
 LOSS_LOG = "loss.csv"
@@ -304,7 +304,7 @@ def differences(info: dict, identity: dict) -> list[str]:
             mine = {k: v for k, v in mine.items() if k in theirs}
             theirs = theirs_given
         if mine != theirs:
-            said.append(f"{key}: it has {_short(mine)}, this Train asks for {_short(theirs)}")
+            said.append(f"{key}: it has {_as_json(mine)}, this Train asks for {_as_json(theirs)}")
     return said
 
 
@@ -385,6 +385,5 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _short(value, limit: int = 200) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= limit else text[:limit] + "..."
+def _as_json(value) -> str:
+    return shorten(json.dumps(value, ensure_ascii=False, sort_keys=True))
