@@ -16,6 +16,7 @@ from wikiluigi import dump, pagefiles, paths
 from wikiluigi.derived import Derived
 from wikiluigi.errors import DumpError
 from wikiluigi.mediawiki import Revision
+from wikiluigi.sources import found_or_missing
 
 # Each chunk's pages wait in memory up to this many bytes, then go to its file as one gzip member:
 # memory is chunks x this (at most MAX_CHUNKS x 64 KiB), however many pages the dump holds.
@@ -91,7 +92,7 @@ class SplitChunk:
         self.path = path
         self.dump_name = dump_name
 
-    def pages(self, wanted: set[str]) -> Iterator[dict]:
+    def pages(self, wanted: set[str]) -> Iterator[Revision]:
         if not self.path.exists():
             return  # no page of this chunk was in the dump
         try:
@@ -99,17 +100,11 @@ class SplitChunk:
                 for line in lines:
                     page = json.loads(line)
                     if page["title"] in wanted:
-                        yield page
+                        yield Revision(title=page["title"], text=page["text"], revision_id=page["revision_id"],
+                                       timestamp=page["timestamp"])
         except (OSError, EOFError, ValueError) as error:
             raise DumpError(f"{self.path}: damaged ({error}); delete {self.path.parent} and run again, "
                             f"it is cut again from the dump") from None
 
     def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
-        found = {page["title"]: page for page in self.pages(set(titles))}
-        for title in titles:
-            page = found.get(title)
-            if page is None:
-                yield title, f"the page is not in {self.dump_name}"
-            else:
-                yield title, Revision(title=title, text=page["text"], revision_id=page["revision_id"],
-                                      timestamp=page["timestamp"])
+        yield from found_or_missing(titles, {page.title: page for page in self.pages(set(titles))}, self.dump_name)

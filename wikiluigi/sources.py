@@ -185,7 +185,7 @@ class DumpSource:
             yield from MultistreamChunk(self.path, dict(zip(titles, self.stream_offsets(titles)))).revisions(titles)
             return
         found = {page.title: page for page in dump.iter_pages(self.path, titles=set(titles))}
-        yield from _found_or_missing(titles, found, self.path.name)
+        yield from found_or_missing(titles, found, self.path.name)
 
 
 def _iter_summaries(path: Path, streams: tuple[int, int] | None, category_names, prefixes, capitalize
@@ -219,11 +219,12 @@ class MultistreamChunk:
         for offset in sorted(streams):
             found.update((page.title, page) for page in dump.iter_pages(self.path, streams[offset],
                                                                           streams=(offset, offset + 1)))
-        yield from _found_or_missing(titles, found, self.path.name)
+        yield from found_or_missing(titles, found, self.path.name)
 
 
-def _found_or_missing(titles: list[str], found: Mapping[str, "dump.DumpPage"], where: str
-                      ) -> Iterator[tuple[str, Revision | str]]:
+def found_or_missing(titles: list[str], found: Mapping[str, "dump.DumpPage | Revision"], where: str
+                     ) -> Iterator[tuple[str, Revision | str]]:
+    """Each title with its page as a Revision, or the reason it has none: not in `where`."""
     for title in titles:
         page = found.get(title)
         if page is None:
