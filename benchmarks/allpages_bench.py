@@ -68,10 +68,10 @@ def bare(dump: str) -> dict:
 def derive(dump: str) -> dict:
     import logging
     import luigi.configuration
-    from wikiluigi import derived
-    from wikiluigi.derive import resolve_manifest
-    from wikiluigi.manifest import parse
-    from wikiluigi.sources import DumpSource
+    from wikiluigi.sources import derived
+    from wikiluigi.sources.derive import resolve_manifest
+    from wikiluigi.sources.manifest import parse
+    from wikiluigi.sources.source import DumpSource
 
     logging.getLogger("wikiluigi").setLevel(logging.ERROR)  # one warning per case-variant pair
     folder = Path(dump).parent
@@ -92,7 +92,7 @@ def derive(dump: str) -> dict:
 
 
 def index(dump: str) -> dict:
-    from wikiluigi.sources import DumpSource
+    from wikiluigi.sources.source import DumpSource
     start = time.perf_counter()
     built = DumpSource(Path(dump))._build_index()
     return {"pages": len(built.namespace_of), "seconds": time.perf_counter() - start}

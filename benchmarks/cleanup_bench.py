@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.hostile import CONSTRUCTS, RULES  # noqa: E402
-from wikiluigi import wikitext  # noqa: E402
+from wikiluigi.convert import wikitext  # noqa: E402
 
 SIZES = (10_000, 100_000, 1_000_000)
 
@@ -84,7 +84,7 @@ def main():
     drop = frozenset({"references", "external links"})
     stages = {"clean-up": lambda text: wikitext.prepare(text, rules, False, drop)}
     if args.convert:
-        from wikiluigi.convert import Budget, ConvertOptions, convert_page
+        from wikiluigi.convert.pandoc import Budget, ConvertOptions, convert_page
         options = ConvertOptions(drop_sections=("References", "External links"), template_rules=RULES)
         budget = Budget(page_seconds=args.limit)
         stages["convert"] = lambda text: convert_page("Hostile", text, options, budget=budget)

@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wikiluigi import convert  # noqa: E402
-from wikiluigi.budget import convert_within_budget  # noqa: E402
-from wikiluigi.convert import Budget, ConvertOptions, convert_pages  # noqa: E402
-from wikiluigi.dump import iter_pages  # noqa: E402
-from wikiluigi.manifest import DEFAULT_DROP_SECTIONS  # noqa: E402
+from wikiluigi.convert import pandoc as convert  # noqa: E402
+from wikiluigi.convert.budget import convert_within_budget  # noqa: E402
+from wikiluigi.convert.pandoc import Budget, ConvertOptions, convert_pages  # noqa: E402
+from wikiluigi.sources.dump import iter_pages  # noqa: E402
+from wikiluigi.sources.manifest import DEFAULT_DROP_SECTIONS  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 ENWIKI = FIXTURES / "wikipedia" / "enwiki-articles-sample.xml.bz2"

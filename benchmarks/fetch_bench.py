@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.mediawiki import LocalMediaWiki  # noqa: E402
 from tests.support.wiki_fixtures import ENWIKI_DUMP, STARTREK_DUMP  # noqa: E402
 from wikiluigi import paths  # noqa: E402
-from wikiluigi.fetch import fetch_pages  # noqa: E402
-from wikiluigi.mediawiki import MediaWiki, Settings  # noqa: E402
+from wikiluigi.sources.fetch import fetch_pages  # noqa: E402
+from wikiluigi.sources.mediawiki import MediaWiki, Settings  # noqa: E402
 
 SETTINGS = Settings(user_agent="wikiluigi-benchmark (bench@example.invalid)", maxlag=5)
 

@@ -37,7 +37,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from tests.support import synthetic_wiki  # noqa: E402
-from wikiluigi import dump  # noqa: E402
+from wikiluigi.sources import dump  # noqa: E402
 
 # English Wikipedia, pages-articles-multistream (the issue's figures): 6.8 million articles, 22 GB of bz2.
 ENWIKI_ARTICLES = 6_800_000
@@ -113,7 +113,7 @@ def run_luigi(data_dir: Path, task: str, workers: int) -> dict:
 
 def floor_pass(path: Path) -> dict:
     """One plain pass, in a process of its own so that its RSS is its own."""
-    code = ("import sys, time; from wikiluigi import dump; t = time.perf_counter(); "
+    code = ("import sys, time; from wikiluigi.sources import dump; t = time.perf_counter(); "
             "n = sum(1 for _ in dump.iter_pages(sys.argv[1])); print(n, time.perf_counter() - t)")
     measure = Measure()
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True,

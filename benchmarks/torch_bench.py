@@ -10,7 +10,7 @@ On a GPU it needs only torch: it loads wikiluigi/torch_model.py by its path (not
 which needs Luigi), and measures torch_model.Trainer.step, the step the torch backend trains with. The
 baseline there is the seed project's setting (124M, batch 1, window 256, float32, eager, plain AdamW); the
 others use bf16 autocast, torch.compile, fused AdamW and flash attention. On a CPU the baseline is the
-TensorFlow backend's step (wikiluigi.gpt2.TensorFlowModel, gpt-2-simple's graph) on the same shapes, batches
+TensorFlow backend's step (wikiluigi.training.backends.gpt2.TensorFlowModel, gpt-2-simple's graph) on the same shapes, batches
 and settings (Adam, gradient clipping at 1.0), which needs the package and TensorFlow installed.
 
 "vs base" compares tokens/s (wall clock); "CPU vs" compares the CPU seconds of a step (the process's, every
@@ -133,7 +133,8 @@ def measure_tensorflow(job: dict) -> dict:
     """The TensorFlow backend's step (gpt-2-simple's graph, as Train --backend tensorflow runs it)."""
     import numpy as np
     sys.path.insert(0, str(ROOT))
-    from wikiluigi import gpt2, training
+    from wikiluigi.training.backends import gpt2
+    from wikiluigi.training import loop as training
     hparams = SHAPES[job["shape"]]
     settings = training.Settings(steps=job["steps"], batch_size=job["batch"], window=job["window"],
                                  learning_rate=1e-4, grad_clip=1.0).resolved(hparams["n_ctx"])

@@ -65,7 +65,7 @@ class Clock:
 def run_ours(args) -> dict:
     sys.path.insert(0, str(ROOT))
     import gpt_2_simple  # noqa: F401  (TensorFlow loaded before the clock starts, as for finetune)
-    from wikiluigi import training
+    from wikiluigi.training import loop as training
 
     # finetune has no validation, no schedule and no clipping: ours runs without them too (a training set
     # folder with the whole corpus for training, a constant rate), so that the loops are compared alone.
@@ -163,7 +163,7 @@ def main() -> None:
         corpus = args.corpus or corpus_from_dump(args.dump, workdir / "corpus.txt", args.corpus_chars)
         model = workdir / "model" / "bench"
         sys.path.insert(0, str(ROOT))
-        from wikiluigi import gpt2
+        from wikiluigi.training.backends import gpt2
         shape = {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "n_ctx": 1024}
         built = gpt2.build_scratch_model(model, corpus, vocab_size=args.vocab_size, seed=1, **shape)
         print(f"model: {shape}, n_vocab {built['n_vocab']}; corpus {built['tokens']:,} tokens; batch "

@@ -40,7 +40,9 @@ def build_training_sets(data: Path) -> None:
 
 
 def held_out_losses(data: Path, steps: int) -> dict:
-    from wikiluigi import corpus, gpt2, training
+    from wikiluigi.corpus import trainingset as corpus
+    from wikiluigi.training.backends import gpt2
+    from wikiluigi.training import loop as training
 
     results = {}
     for name in ("demo", "startrek"):
@@ -71,7 +73,9 @@ def held_out_losses(data: Path, steps: int) -> dict:
 
 
 def sampling_speed(run: Path, length: int) -> dict:
-    from wikiluigi import gpt2, runfolder, vocabulary
+    from wikiluigi.training.backends import gpt2
+    from wikiluigi.training import runfolder
+    from wikiluigi.corpus import vocabulary
 
     folder, _, _ = runfolder.checkpoint_folder(run, "best")
     hparams = runfolder.read_hparams(folder)

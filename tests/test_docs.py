@@ -7,7 +7,8 @@ import luigi
 import pytest
 
 import wikiluigi
-from wikiluigi import config, manifest
+from wikiluigi import config
+from wikiluigi.sources import manifest
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 SECTIONS = [config.wikiluigi, config.http, config.fetch, config.pandoc]

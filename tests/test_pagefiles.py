@@ -5,7 +5,8 @@ import os
 import subprocess
 import sys
 
-from wikiluigi import fetch, pagefiles, paths
+from wikiluigi import pagefiles, paths
+from wikiluigi.sources import fetch
 
 
 def dead_pid() -> int:

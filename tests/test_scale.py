@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from tests.support import synthetic_wiki
-from wikiluigi import derived, dump, pagefiles, paths
-from wikiluigi.derived import Derived
-from wikiluigi.sources import DumpSource, MultistreamChunk
+from wikiluigi import pagefiles, paths
+from wikiluigi.sources import derived, dump
+from wikiluigi.sources.derived import Derived
+from wikiluigi.sources.source import DumpSource, MultistreamChunk
 from wikiluigi.tasks import Convert, DeriveManifest, FetchPages, ProcessPages, Scrape
 
 

@@ -2,8 +2,10 @@
 import argparse
 import sys
 
-from wikiluigi import derived, manifest, paths, summary
+from wikiluigi import paths
+from wikiluigi.convert import summary
 from wikiluigi.errors import WikiluigiError
+from wikiluigi.sources import derived, manifest
 
 RUN_HELP = """Running the pipeline is Luigi's job:
   luigi --module wikiluigi Wikipedia --manifest demo --local-scheduler      scrape and convert one manifest
@@ -48,7 +50,7 @@ def status(args) -> int:
 
 
 def convert(args) -> int:
-    from wikiluigi import torch_convert
+    from wikiluigi.training.backends import torch_convert
     done = torch_convert.convert(args.source, args.target)
     steps = done.get("checkpoints") or {"step": done.get("step")}
     print(f"{args.source} ({done['from']}) -> {done['target']} ({done['to']}): "

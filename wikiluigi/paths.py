@@ -7,8 +7,6 @@ import threading
 import unicodedata
 from pathlib import Path
 
-import luigi.configuration
-
 from wikiluigi import config
 from wikiluigi.errors import WikiluigiError, quote
 
@@ -22,15 +20,14 @@ _MAX_FOLDER_BYTES = 240
 
 
 def data_dir() -> Path:
-    # Read straight from the parser: making a luigi.Config object costs ~0.4 ms, and every path asks.
-    folder = luigi.configuration.get_config().get("wikiluigi", "data_dir", config.DEFAULT_DATA_DIR)
+    folder = config.setting("wikiluigi", "data_dir", config.DEFAULT_DATA_DIR)
     return Path(folder).expanduser().absolute()
 
 
 def machine_name() -> str:
     """This machine's name, for the files each machine of a shared data directory keeps to itself:
     [wikiluigi] machine_name, or the host name; anything but letters, digits, '.', '_' and '-' as '_'."""
-    name = luigi.configuration.get_config().get("wikiluigi", "machine_name", "") or socket.gethostname()
+    name = config.setting("wikiluigi", "machine_name", "") or socket.gethostname()
     return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:64] or "machine"
 
 

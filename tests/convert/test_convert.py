@@ -1,4 +1,4 @@
-"""wikiluigi.convert on real pages: the English Wikipedia excerpt, its table-heavy pages, the Star Trek wiki.
+"""wikiluigi.convert.pandoc on real pages: the English Wikipedia excerpt, its table-heavy pages, the Star Trek wiki.
 
 Every conversion here runs the real pandoc (the one inside pypandoc-binary); nothing is mocked except
 where a test counts pandoc processes.
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from wikiluigi import convert, wikitext
-from wikiluigi.convert import Budget, ConvertOptions, PageResult, convert_page, convert_pages
-from wikiluigi.manifest import DEFAULT_DROP_SECTIONS, parse
+from wikiluigi.convert import pandoc as convert, wikitext
+from wikiluigi.convert.pandoc import Budget, ConvertOptions, PageResult, convert_page, convert_pages
+from wikiluigi.sources.manifest import DEFAULT_DROP_SECTIONS, parse
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 ENWIKI = FIXTURES / "wikipedia" / "enwiki-articles-sample.xml.bz2"
 TABLES = FIXTURES / "wikipedia" / "enwiki-table-markup.xml.bz2"
 STARTREK = FIXTURES / "startrek-dump.xml"
@@ -30,7 +30,7 @@ FORBIDDEN = ("{{", "}}", "<ref", "[[", "]]", "Category:", "thumb|", "<div", "<sp
 def read_pages(path):
     """title -> (namespace, wikitext, is redirect) of an export."""
     try:
-        from wikiluigi.dump import iter_pages
+        from wikiluigi.sources.dump import iter_pages
     except ImportError:  # pragma: no cover - a small stand-in when dump.py is absent
         return _read_pages_here(path)
     return {page.title: (page.ns, page.text, page.is_redirect) for page in iter_pages(path)}

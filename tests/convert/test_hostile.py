@@ -10,10 +10,10 @@ import re
 import pytest
 
 from tests.support.hostile import CONSTRUCTS, RULES, hostile_pages
-from wikiluigi import wikitext
-from wikiluigi.budget import convert_within_budget
-from wikiluigi.convert import Budget, ConvertOptions, convert_page, convert_pages
-from wikiluigi.manifest import DEFAULT_DROP_SECTIONS
+from wikiluigi.convert import wikitext
+from wikiluigi.convert.budget import convert_within_budget
+from wikiluigi.convert.pandoc import Budget, ConvertOptions, convert_page, convert_pages
+from wikiluigi.sources.manifest import DEFAULT_DROP_SECTIONS
 
 SIZE = 100_000
 RULE_MAP = wikitext.normalised_rules(RULES)
@@ -124,7 +124,7 @@ def test_a_raw_page_that_is_not_utf8_fails_alone(data_dir):
     """Invalid UTF-8 on disk (a file written by something else): that page's failure record says so,
     and the chunk's other page is converted."""
     from wikiluigi import pagefiles, paths
-    from wikiluigi.process import process_pages
+    from wikiluigi.convert.stage import process_pages
 
     pagefiles.write_atomic(paths.raw_page("bytes", "Good"), SPOCK)
     pagefiles.write_atomic(paths.raw_page("bytes", "Bad"), b"Text \xff\xfe here")

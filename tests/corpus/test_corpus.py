@@ -1,10 +1,12 @@
-"""wikiluigi.corpus: the training set of a manifest set, its validation pages and JSON Lines, without Luigi or TensorFlow."""
+"""wikiluigi.corpus.trainingset: the training set of a manifest set, its validation pages and JSON Lines, without Luigi or TensorFlow."""
 import json
 
 import pytest
 
-from wikiluigi import corpus, derived, pagefiles, paths
+from wikiluigi import pagefiles, paths
+from wikiluigi.corpus import trainingset as corpus
 from wikiluigi.errors import ModelError
+from wikiluigi.sources import derived
 
 
 def make_manifest(name: str, host: str, pages: dict[str, str | None], source: dict | None = None) -> None:

@@ -1,11 +1,11 @@
-"""wikiluigi.vocabulary: gpt-2-simple's ids, markers as single tokens, and samples cut at a marker."""
+"""wikiluigi.corpus.vocabulary: gpt-2-simple's ids, markers as single tokens, and samples cut at a marker."""
 import json
 import re
 
 import pytest
 
-from wikiluigi import vocabulary
-from wikiluigi.corpus import END, START, wrap
+from wikiluigi.corpus import vocabulary
+from wikiluigi.corpus.trainingset import END, START, wrap
 from wikiluigi.errors import ModelError
 
 FRAGMENT = re.compile(r"<\||\|>|startoftext|endoftext")

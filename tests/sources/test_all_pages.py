@@ -8,11 +8,11 @@ import pytest
 from tests.support import synthetic_wiki
 from tests.support.luigi_cli import derived, make_data_dir, run_luigi
 from tests.support.wiki_fixtures import ENWIKI_DUMP, STARTREK_DUMP
-from wikiluigi import dump
-from wikiluigi.derive import resolve_manifest
-from wikiluigi.manifest import parse
-from wikiluigi.mediawiki import MediaWiki, Settings
-from wikiluigi.sources import DumpSource
+from wikiluigi.sources import dump
+from wikiluigi.sources.derive import resolve_manifest
+from wikiluigi.sources.manifest import parse
+from wikiluigi.sources.mediawiki import MediaWiki, Settings
+from wikiluigi.sources.source import DumpSource
 
 SETTINGS = Settings(user_agent="wikiluigi-tests (tests@example.invalid)", retries=1, timeout=30)
 

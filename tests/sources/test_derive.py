@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from wikiluigi.derive import resolve_manifest
 from wikiluigi.errors import ManifestError
-from wikiluigi.manifest import parse
-from wikiluigi.sources import DumpSource
+from wikiluigi.sources.derive import resolve_manifest
+from wikiluigi.sources.manifest import parse
+from wikiluigi.sources.source import DumpSource
 
 HEAD = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" version="0.11" xml:lang="{lang}">
   <siteinfo><sitename>Wiki</sitename><base>https://{host}/wiki/Start</base><case>{case}</case>
@@ -124,7 +124,7 @@ def test_all_pages_applies_the_exclusions_redirects_resolved(tmp_path):
 
 
 def test_all_pages_reads_the_dump_once(tmp_path, monkeypatch):
-    from wikiluigi import dump as dump_module
+    from wikiluigi.sources import dump as dump_module
     passes = []
     real = dump_module.iter_pages
     monkeypatch.setattr(dump_module, "iter_pages", lambda *a, **k: (passes.append(a), real(*a, **k))[1])
@@ -165,7 +165,7 @@ def test_case_variants_pass_on_a_case_sensitive_file_system_and_are_refused_on_o
     """The refusal is shown with paths.case_sensitive answering False: no file system that folds case
     can be mounted on the test machines (no FUSE library, no casefold support in the kernel)."""
     from wikiluigi import paths
-    from wikiluigi.derive import refuse_shared_files
+    from wikiluigi.sources.derive import refuse_shared_files
     loaded = parse("dump: x.xml\nall_pages: true\n", tmp_path / "m.yaml", "m")
     assert paths.case_sensitive(tmp_path)  # Linux's
     refuse_shared_files([["US", "Us"]], tmp_path, loaded)
@@ -208,7 +208,7 @@ def test_a_dump_whose_site_names_a_path_is_refused_naming_the_element(tmp_path, 
 
 
 def test_a_dumps_host_key_in_the_manifest_overrides_a_hostile_site(tmp_path, data_dir):
-    from wikiluigi.sources import host_of
+    from wikiluigi.sources.source import host_of
     dump = tmp_path / "third-party.xml"
     dump.write_text(SITEINFO.format(sitename="x", dbname="../..", base=""), encoding="utf-8")
     assert host_of(parse(f"dump: {dump}\nall_pages: true\nhost: mirror\n", tmp_path / "m.yaml", "m")) == "mirror"

@@ -1,4 +1,4 @@
-"""wikiluigi.dump against real exports (the Star Trek probe wiki, an English Wikipedia excerpt), the shipped
+"""wikiluigi.sources.dump against real exports (the Star Trek probe wiki, an English Wikipedia excerpt), the shipped
 demo wiki, and broken or unusual exports made on the spot."""
 import bz2
 import gzip
@@ -11,14 +11,15 @@ from xml.sax.saxutils import escape, unescape
 import pytest
 import yaml
 
-from wikiluigi import dump
+from wikiluigi import paths
 from wikiluigi.errors import DumpError
+from wikiluigi.sources import dump
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 STARTREK = FIXTURES / "startrek-dump.xml"
 ENWIKI = FIXTURES / "wikipedia" / "enwiki-articles-sample.xml.bz2"
 TABLES = FIXTURES / "wikipedia" / "enwiki-table-markup.xml.bz2"
-MANIFESTS = Path(dump.__file__).parent / "manifests"
+MANIFESTS = paths.PACKAGE_MANIFESTS
 DEMO = MANIFESTS / "demo-wiki.xml"
 
 STARTREK_REDIRECTS = {

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from wikiluigi import manifest
 from wikiluigi.errors import ManifestError
+from wikiluigi.sources import manifest
 
 
 def write(data_dir: Path, name: str, text: str) -> Path:

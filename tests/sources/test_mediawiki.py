@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.faultserver import FaultProxy, FaultServer
 from wikiluigi.errors import ApiError
-from wikiluigi.mediawiki import MediaWiki, Revision, Settings
+from wikiluigi.sources.mediawiki import MediaWiki, Revision, Settings
 
 OK = (200, {}, {"batchcomplete": True, "query": {"pages": [
     {"pageid": 1, "ns": 0, "title": "Spock", "revisions": [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.wiki_fixtures import STARTREK_DUMP
-from wikiluigi.corpus import wrap
+from wikiluigi.corpus.trainingset import wrap
 
 TINY = {"n_layer": 2, "n_embd": 64, "n_head": 2, "n_ctx": 128, "vocab_size": 1000, "seed": 1}
 TRAIN = {"batch_size": 4, "learning_rate": 3e-3, "seed": 1, "save_every": 20, "validate_every": 10}
@@ -60,7 +60,7 @@ def corpus(corpus_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, corpus_dir) -> Path:
-    from wikiluigi import gpt2
+    from wikiluigi.training.backends import gpt2
     folder = tmp_path_factory.mktemp("model") / "tiny"
     gpt2.build_scratch_model(folder, [corpus_dir / "train.txt", corpus_dir / "validation.txt"], **TINY)
     return folder
@@ -69,7 +69,7 @@ def tiny_model(tmp_path_factory, corpus_dir) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, tiny_model, corpus_dir):
     """A run trained 40 steps with a 128-token window, validated every 10; (run, result, progress calls)."""
-    from wikiluigi import training
+    from wikiluigi.training import loop as training
     run = tmp_path_factory.mktemp("runs") / "trained"
     calls = []
     result = training.train(run, tiny_model, corpus_dir, training.Settings(steps=40, sample_every=20, **TRAIN),

@@ -10,8 +10,8 @@ import pytest
 from tests.support.hostile import RULES, hostile_pages, write_dump
 from tests.support.luigi_cli import TEST_CONFIG, make_data_dir, run_luigi
 from tests.support.wiki_fixtures import ENWIKI_DUMP
-from wikiluigi.dump import iter_pages
 from wikiluigi.paths import title_to_stem
+from wikiluigi.sources.dump import iter_pages
 
 REAL_ARTICLES = ("Anarchism", "Algeria", "Aristotle", "Autism", "Achilles", "Abraham Lincoln", "Alabama",
                  "Amphibian", "Apollo", "Andorra")

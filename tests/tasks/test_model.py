@@ -14,10 +14,13 @@ import pytest
 from luigi.execution_summary import LuigiStatusCode
 
 from tests.support.tiny_gpt2 import startrek_articles
-from wikiluigi import derived, gpt2, pagefiles, paths, runfolder
+from wikiluigi import pagefiles, paths
 from wikiluigi.errors import ModelError
+from wikiluigi.sources import derived
 from wikiluigi.tasks.model import BaseModel, Generate, Train, TrainingSet, scratch_folder
 from wikiluigi.tasks.process import Convert
+from wikiluigi.training import runfolder
+from wikiluigi.training.backends import gpt2
 
 HOST = "startrek.example"
 TINY = {"n_layer": 2, "n_embd": 64, "n_head": 2, "n_ctx": 128, "vocab_size": 1000}

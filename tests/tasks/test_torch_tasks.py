@@ -4,8 +4,9 @@ import json
 import pytest
 
 from tests.tasks.test_model import TRAIN, build, config, startrek  # noqa: F401  (startrek: a fixture)
-from wikiluigi import paths, runfolder
+from wikiluigi import paths
 from wikiluigi.tasks.model import Generate
+from wikiluigi.training import runfolder
 
 
 @pytest.mark.slow

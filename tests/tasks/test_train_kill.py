@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.luigi_cli import PROJECT_ROOT, make_data_dir, run_luigi
-from wikiluigi import runfolder
+from wikiluigi.training import runfolder
 
 TINY = ["--n-layer", "2", "--n-embd", "32", "--n-head", "2", "--n-ctx", "64", "--vocab-size", "600"]
 # A save at every step and a validation every third: a kill often lands inside one.

@@ -1,4 +1,4 @@
-"""wikiluigi.gpt2, the TensorFlow backend: base models, gpt-2-simple's layout both ways, and their errors.
+"""wikiluigi.training.backends.gpt2, the TensorFlow backend: base models, gpt-2-simple's layout both ways, and their errors.
 
 The model is tiny (2 layers, 64 wide, n_ctx 128) and the corpus is the startrek fixture's articles
 (tests/support/tiny_gpt2.py); the training loop itself is tested in test_training.py.
@@ -11,17 +11,18 @@ from pathlib import Path
 import pytest
 
 from tests.support.tiny_gpt2 import TINY, TRAIN, copy_run
-from wikiluigi import gpt2, runfolder, sampling, training
 from wikiluigi.errors import ModelError
+from wikiluigi.training import loop as training, runfolder, sampling
+from wikiluigi.training.backends import gpt2
 
 
 def test_importing_wikiluigi_loads_no_tensorflow():
-    code = ("import sys, wikiluigi, wikiluigi.gpt2, wikiluigi.corpus, wikiluigi.tasks.model, wikiluigi.training, "
-            "wikiluigi.sampling, wikiluigi.report, wikiluigi.runfolder, wikiluigi.vocabulary; "
+    code = ("import sys, wikiluigi, wikiluigi.training.backends.gpt2, wikiluigi.corpus.trainingset, wikiluigi.tasks.model, wikiluigi.training.loop, "
+            "wikiluigi.training.sampling, wikiluigi.training.report, wikiluigi.training.runfolder, wikiluigi.corpus.vocabulary; "
             "print(sorted(m for m in ('tensorflow', 'gpt_2_simple', 'tokenizers', 'matplotlib', 'numpy') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.stdout.strip() == "[]"
 
 

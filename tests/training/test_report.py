@@ -4,7 +4,7 @@ import re
 import pytest
 
 from tests.test_service import _launch_chromium, _require_browser
-from wikiluigi import report, runfolder
+from wikiluigi.training import report, runfolder
 
 
 @pytest.mark.slow

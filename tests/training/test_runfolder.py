@@ -1,11 +1,11 @@
-"""wikiluigi.runfolder without a backend: what a kill can leave at each moment, identity, run.json, the log."""
+"""wikiluigi.training.runfolder without a backend: what a kill can leave at each moment, identity, run.json, the log."""
 import json
 
 import pytest
 
-from wikiluigi import runfolder
 from wikiluigi.errors import ModelError
-from wikiluigi.runfolder import BEST, LATEST, RunFolder
+from wikiluigi.training import runfolder
+from wikiluigi.training.runfolder import BEST, LATEST, RunFolder
 
 IDENTITY = {"backend": "test", "base_model": {"name": "base"}, "corpus": {"manifests": ["demo"], "validation": 0.1}}
 

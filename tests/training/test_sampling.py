@@ -1,12 +1,12 @@
-"""wikiluigi.sampling: Generate's samples of the best or latest checkpoint, batched, cut at the end marker."""
+"""wikiluigi.training.sampling: Generate's samples of the best or latest checkpoint, batched, cut at the end marker."""
 import json
 import re
 import shutil
 
 import pytest
 
-from wikiluigi import runfolder, sampling
 from wikiluigi.errors import ModelError
+from wikiluigi.training import runfolder, sampling
 
 FRAGMENT = re.compile(r"startof|endof|oftext|<\|[se]|t\|>")   # a marker in pieces, or whole
 

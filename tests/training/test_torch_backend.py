@@ -1,4 +1,4 @@
-"""The torch backend through wikiluigi.training on the CPU: agreement with TensorFlow, training, resuming,
+"""The torch backend through wikiluigi.training.loop on the CPU: agreement with TensorFlow, training, resuming,
 conversion both ways, sampling and two processes under torchrun (DDP over gloo).
 
 The tiny scratch model and the startrek training set come from tests/support/tiny_gpt2.py.
@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.tiny_gpt2 import TRAIN
-from wikiluigi import runfolder, sampling, torch_backend, torch_convert, training, vocabulary
-from wikiluigi.corpus import END, START, TRAIN_TEXT
+from wikiluigi.corpus import vocabulary
+from wikiluigi.corpus.trainingset import END, START, TRAIN_TEXT
 from wikiluigi.errors import ModelError
-from wikiluigi.training import Settings
+from wikiluigi.training import loop as training, runfolder, sampling
+from wikiluigi.training.backends import torch_backend, torch_convert
+from wikiluigi.training.loop import Settings
 
 # Measured on this model: 9e-7 at the first step, at most 3e-4 over the first five Adam steps.
 SAME_WEIGHTS_TOLERANCE = 1e-5
@@ -39,7 +41,7 @@ def torch_run(tmp_path_factory, tiny_model, corpus_dir):
 
 @pytest.mark.slow
 def test_same_weights_and_batches_give_the_same_loss_on_both_backends(tiny_model, corpus_dir, tmp_path):
-    from wikiluigi import gpt2
+    from wikiluigi.training.backends import gpt2
     hparams = gpt2.check_base_model(tiny_model)
     settings = Settings(steps=5, batch_size=4, window=128, learning_rate=3e-3, grad_clip=1.0).resolved(128)
     tokens = vocabulary.encode_corpus(corpus_dir / TRAIN_TEXT, vocabulary.load_tokenizer(tiny_model))

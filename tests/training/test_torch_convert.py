@@ -1,4 +1,4 @@
-"""wikiluigi.torch_convert: gpt-2-simple's TensorFlow checkpoints to torch weights and back, on the CPU."""
+"""wikiluigi.training.backends.torch_convert: gpt-2-simple's TensorFlow checkpoints to torch weights and back, on the CPU."""
 import json
 import subprocess
 import sys
@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from wikiluigi import torch_backend, torch_convert, torch_model
 from wikiluigi.errors import ModelError
+from wikiluigi.training.backends import torch_backend, torch_convert, torch_model
 
 HPARAMS = {"n_vocab": 300, "n_ctx": 32, "n_embd": 32, "n_head": 2, "n_layer": 2}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def model_folder(folder: Path, seed: int = 0) -> tuple[Path, dict]:
@@ -26,13 +26,13 @@ def model_folder(folder: Path, seed: int = 0) -> tuple[Path, dict]:
     (folder / "encoder.json").write_text('{"a": 0}')
     (folder / "vocab.bpe").write_text("#version: 0.2\n")
     state = m.state_dict()
-    torch.save(state, folder / torch_backend.WEIGHTS)
+    torch.save(state, folder / torch_convert.WEIGHTS)
     return folder, state
 
 
 def tf_logits(folder: Path, tokens) -> "numpy.ndarray":
     """Logits of gpt-2-simple's own model code restored from the TensorFlow checkpoint in `folder`."""
-    from wikiluigi import gpt2
+    from wikiluigi.training.backends import gpt2
     tf = gpt2._tf()
     from gpt_2_simple.src import model
     graph = tf.Graph()
@@ -59,7 +59,7 @@ def test_torch_weights_convert_to_gpt2_simple_and_back_unchanged(tmp_path):
 
     back = torch_convert.convert_model(tf_dir, tmp_path / "again")
     assert back["to"] == "torch" and back["step"] == 30
-    again = torch.load(tmp_path / "again" / torch_backend.WEIGHTS, weights_only=True)
+    again = torch.load(tmp_path / "again" / torch_convert.WEIGHTS, weights_only=True)
     assert again.keys() == state.keys() and all(torch.equal(again[k], state[k]) for k in state)
 
     # gpt-2-simple's model computes the logits torch computes, from the converted checkpoint.
@@ -74,10 +74,10 @@ def test_torch_weights_convert_to_gpt2_simple_and_back_unchanged(tmp_path):
 def test_a_base_model_gets_torch_weights_beside_its_tensorflow_checkpoint(tmp_path):
     source, state = model_folder(tmp_path / "torch")
     torch_convert.convert_model(source, tmp_path / "base")
-    assert not (tmp_path / "base" / torch_backend.WEIGHTS).exists()
+    assert not (tmp_path / "base" / torch_convert.WEIGHTS).exists()
     done = torch_convert.convert_model(tmp_path / "base", tmp_path / "base")
     assert done["to"] == "torch" and (tmp_path / "base" / "model-0.index").is_file()
-    added = torch.load(tmp_path / "base" / torch_backend.WEIGHTS, weights_only=True)
+    added = torch.load(tmp_path / "base" / torch_convert.WEIGHTS, weights_only=True)
     assert all(torch.equal(added[k], state[k]) for k in state)
 
 
@@ -94,16 +94,16 @@ def test_torch_weights_of_other_shapes_are_an_error_naming_the_weight(tmp_path):
     source, _ = model_folder(tmp_path / "torch")
     (source / "hparams.json").write_text(json.dumps({**HPARAMS, "n_embd": 64}))
     with pytest.raises(ModelError, match=r"wte.weight should have shape \(300, 64\), it holds \(300, 32\)"):
-        torch_backend.load_weights_file(source / torch_backend.WEIGHTS, {**HPARAMS, "n_embd": 64})
+        torch_convert.load_weights_file(source / torch_convert.WEIGHTS, {**HPARAMS, "n_embd": 64})
 
 
 def test_damaged_or_missing_torch_weights_are_clear_errors(tmp_path):
     source, _ = model_folder(tmp_path / "torch")
-    (source / torch_backend.WEIGHTS).write_bytes(b"not a zip file")
+    (source / torch_convert.WEIGHTS).write_bytes(b"not a zip file")
     with pytest.raises(ModelError, match="is damaged"):
-        torch_backend.load_weights_file(source / torch_backend.WEIGHTS, HPARAMS)
+        torch_convert.load_weights_file(source / torch_convert.WEIGHTS, HPARAMS)
     with pytest.raises(ModelError, match="holds no torch weights"):
-        torch_backend.load_weights_file(tmp_path / "nowhere" / torch_backend.WEIGHTS, HPARAMS)
+        torch_convert.load_weights_file(tmp_path / "nowhere" / torch_convert.WEIGHTS, HPARAMS)
 
 
 def test_a_folder_without_a_checkpoint_is_named(tmp_path):
@@ -119,7 +119,7 @@ def test_without_tensorflow_reading_a_checkpoint_says_where_to_convert(tmp_path)
     (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n')
     (tmp_path / "model.ckpt.index").write_bytes(b"")
     code = ("import sys; sys.modules['tensorflow'] = None\n"
-            "from wikiluigi import torch_convert\n"
+            "from wikiluigi.training.backends import torch_convert\n"
             f"torch_convert.read_tf_weights({str(tmp_path)!r}, {HPARAMS!r})")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 1

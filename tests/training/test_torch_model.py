@@ -1,4 +1,4 @@
-"""wikiluigi.torch_model on the CPU: the GPT-2's outputs, its training step, sampling and the FLOP count."""
+"""wikiluigi.training.backends.torch_model on the CPU: the GPT-2's outputs, its training step, sampling and the FLOP count."""
 import subprocess
 import sys
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 import torch  # noqa: E402  (the [torch] extra: installed wherever the tests run)
-from wikiluigi import torch_model  # noqa: E402
+from wikiluigi.training.backends import torch_model  # noqa: E402
 
 HPARAMS = {"n_vocab": 1000, "n_ctx": 64, "n_embd": 32, "n_head": 2, "n_layer": 2}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def model(pad=1, seed=0, std=None):
@@ -28,7 +28,7 @@ def windows(batch=3, length=64, seed=1):
 
 
 def test_importing_wikiluigi_loads_no_torch():
-    code = ("import sys, wikiluigi, wikiluigi.torch_backend, wikiluigi.torch_convert, wikiluigi.tasks.model; "
+    code = ("import sys, wikiluigi, wikiluigi.training.backends.torch_backend, wikiluigi.training.backends.torch_convert, wikiluigi.tasks.model; "
             "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.strip() == "[]"

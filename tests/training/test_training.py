@@ -1,4 +1,4 @@
-"""wikiluigi.training on the TensorFlow backend: schedule, validation, best and latest checkpoints, early stop, resume."""
+"""wikiluigi.training.loop on the TensorFlow backend: schedule, validation, best and latest checkpoints, early stop, resume."""
 import csv
 import json
 import math
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.tiny_gpt2 import TRAIN, copy_run, write_corpus_dir
-from wikiluigi import runfolder, training
 from wikiluigi.errors import ModelError
-from wikiluigi.training import Settings
+from wikiluigi.training import loop as training, runfolder
+from wikiluigi.training.loop import Settings
 
 
 def rows(run: Path) -> dict[int, dict]:
@@ -200,7 +200,7 @@ def test_a_corpus_without_validation_pages_trains_without_a_best_checkpoint(tmp_
 
 @pytest.mark.slow
 def test_a_run_cannot_continue_on_another_corpus_or_base_model(trained, tmp_path, tiny_model, corpus_dir):
-    from wikiluigi import gpt2
+    from wikiluigi.training.backends import gpt2
     from tests.support.tiny_gpt2 import TINY
     run = copy_run(trained, tmp_path)
     other = json.loads((corpus_dir / "stats.json").read_text())
@@ -219,7 +219,8 @@ def test_a_run_cannot_continue_on_another_corpus_or_base_model(trained, tmp_path
 @pytest.mark.slow
 def test_a_base_model_with_openais_kind_of_vocabulary_trains_and_samples_without_marker_pieces(
         tmp_path, tiny_model, corpus_dir):
-    from wikiluigi import sampling, vocabulary
+    from wikiluigi.training import sampling
+    from wikiluigi.corpus import vocabulary
     # OpenAI's vocabulary has <|endoftext|> and no <|startoftext|>: the tiny model's, with its start marker gone.
     base = Path(shutil.copytree(tiny_model, tmp_path / "openai-like"))
     vocab = json.loads((base / "encoder.json").read_text(encoding="ascii"))

@@ -18,7 +18,7 @@ import resource
 import signal
 from typing import Mapping
 
-from wikiluigi.convert import Budget, ConvertOptions, PageResult, convert_pages
+from wikiluigi.convert.pandoc import Budget, ConvertOptions, PageResult, convert_pages
 
 # Time the parent allows on top of a step's own limit: pandoc is stopped by the child itself at
 # that limit, and the child then reports the page over budget; this catches a child that stops answering.

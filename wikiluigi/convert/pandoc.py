@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Mapping
 
+from wikiluigi.convert.filters import filter_page
+from wikiluigi.convert.wikitext import normalised_rules, prepare, redirect_target
 from wikiluigi.errors import ConvertError
-from wikiluigi.filters import filter_page
-from wikiluigi.wikitext import normalised_rules, prepare, redirect_target
 
 # The Markdown written: GitHub-flavoured (pipe tables, ATX headings, `$math$`), but with no raw HTML
 # (wiki links would otherwise come out as <a class="wikilink">) and no header attributes.
@@ -137,7 +137,7 @@ def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = Non
     a page over its budget gets an error. Any error of one page's clean-up or filters is that page's
     error. `on_step(title, seconds, kind)` is told before each step: "python" (a page's clean-up or
     filters) or "pandoc" (a run for one page, or for a batch: title None), with its time limit;
-    wikiluigi.budget uses it to stop a step that overruns.
+    wikiluigi.convert.budget uses it to stop a step that overruns.
     Raises ConvertError only when pandoc itself cannot be run.
     """
     options = options or ConvertOptions()

@@ -87,8 +87,8 @@ def process_pages(host: str, titles: list[str], options, budget=None,
     """Convert each title's raw page that has no Markdown yet, each under `budget` (a convert.Budget).
     A page that cannot be converted, or was not fetched, gets a failure record with the reason; the
     others go on."""
-    from wikiluigi.budget import convert_within_budget  # starts pandoc: only when there is work
-    from wikiluigi.convert import Budget
+    from wikiluigi.convert.budget import convert_within_budget  # starts pandoc: only when there is work
+    from wikiluigi.convert.pandoc import Budget
 
     report = ProcessReport()
     use_options(host, options)

@@ -2,8 +2,9 @@
 import time
 from dataclasses import dataclass
 
-from wikiluigi import derived, pagefiles, paths
+from wikiluigi import pagefiles, paths
 from wikiluigi.errors import PagesFailedError
+from wikiluigi.sources import derived
 
 # The luigi command imports wikiluigi as it starts: time since then is the run's time so far.
 STARTED = time.monotonic()

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Iterator, Mapping
+
+from wikiluigi.markup import tag_elements
 
 _REDIRECT = re.compile(r"\A\s*+#\s*+REDIRECT\s*+:?+\s*+\[\[([^\[\]|]++)(?:\|[^\[\]]*+)?\]\]", re.I)
 
@@ -105,7 +106,7 @@ _GONE_BEFORE_CLOSE = re.compile(
 
 def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
             drop: frozenset[str] = frozenset()) -> str:
-    """The wikitext of one page with what pandoc cannot use taken out (see wikiluigi.convert's docstring).
+    """The wikitext of one page with what pandoc cannot use taken out (see wikiluigi.convert.pandoc's docstring).
     `drop`: casefolded headings of sections to leave out."""
     text = wikitext.replace("\r\n", "\n").replace("\r", "\n")
     text = re.sub("[\ue000-\ue002]", "", text)
@@ -219,48 +220,6 @@ def _drop_sections_early(text: str, drop: frozenset[str]) -> str:
     if dropping is None:
         out.append(text[last:])
     return "".join(out)
-
-
-@lru_cache(maxsize=32)
-def _element_openers(tags: tuple[str, ...]) -> re.Pattern:
-    return re.compile(r"<(" + "|".join(tags) + r")(?=[\s/>])", re.I)
-
-
-@lru_cache(maxsize=64)
-def _element_closer(tag: str) -> re.Pattern:
-    return re.compile(r"</" + re.escape(tag) + r"\s*+>", re.I)
-
-
-def tag_elements(text: str, tags: tuple[str, ...]) -> Iterator[tuple[int, int, str, int, int]]:
-    """(start, end, tag, body start, body end) of each `<tag ...>body</tag>` or `<tag .../>` (body
-    empty) in the text, in order, none inside another; tags compare case-insensitively.
-
-    A scanner, as MediaWiki's preprocessor does it, so that thousands of tags never closed cost one
-    pass: where no `>` follows, no tag can; where no `</tag>` follows, that tag never closes again.
-    """
-    openers = _element_openers(tags)
-    position, next_gt, never_closed = 0, -1, set()
-    while True:
-        match = openers.search(text, position)
-        if match is None:
-            return
-        tag = match.group(1).lower()
-        if next_gt < match.end():
-            next_gt = text.find(">", match.end())
-            if next_gt < 0:
-                return
-        if text[next_gt - 1] == "/" and next_gt - 1 >= match.end():  # <tag .../>
-            yield match.start(), next_gt + 1, tag, next_gt + 1, next_gt + 1
-            position = next_gt + 1
-            continue
-        if tag not in never_closed:
-            close = _element_closer(tag).search(text, next_gt + 1)
-            if close is not None:
-                yield match.start(), close.end(), tag, next_gt + 1, close.start()
-                position = close.end()
-                continue
-            never_closed.add(tag)
-        position = match.end()
 
 
 def _cut_elements(text: str, masked: list[str]) -> str:

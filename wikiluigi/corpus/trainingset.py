@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote, urlencode
 
-from wikiluigi import derived, pagefiles, paths
+from wikiluigi import pagefiles, paths
 from wikiluigi.errors import ModelError
+from wikiluigi.sources import derived
 
 START = "<|startoftext|>"
 END = "<|endoftext|>"
@@ -102,7 +103,7 @@ def page_url(source: dict, title: str, revision: int | None) -> str | None:
     if "api" in source:
         query = {"title": title, **({"oldid": revision} if revision else {})}
         return f"{source['api'].rsplit('/', 1)[0]}/index.php?{urlencode(query)}"
-    from wikiluigi import dump
+    from wikiluigi.sources import dump
     try:
         base = dump.read_siteinfo(source["dump"]).base_url
     except Exception:       # the dump moved or is unreadable: the page is still worth keeping

@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from wikiluigi.corpus import END, START
+from wikiluigi.corpus.trainingset import END, START
 from wikiluigi.errors import ModelError
 from wikiluigi.pagefiles import write_atomic as _write_atomic
 

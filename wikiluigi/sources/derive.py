@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 from wikiluigi import paths
 from wikiluigi.errors import ManifestError, quote
-from wikiluigi.manifest import Manifest
+from wikiluigi.sources.manifest import Manifest
 
 logger = logging.getLogger("wikiluigi")
 

@@ -13,12 +13,13 @@ import zlib
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 from xml.parsers.expat import errors as expat_errors
 
 from wikiluigi.errors import DumpError, quote
-from wikiluigi.wikitext import tag_elements
+from wikiluigi.markup import tag_elements
+from wikiluigi.sources.mediawiki import Revision
 
 # Every wiki accepts these English names besides the localised ones its <namespaces> lists.
 CANONICAL_NAMESPACES = {
@@ -469,3 +470,14 @@ def _siteinfo(elem: ET.Element, path: Path) -> SiteInfo:
     return SiteInfo(sitename=fields.get("sitename", ""), base_url=base, host=host, namespaces=namespaces,
                     namespace_aliases=aliases, dbname=fields.get("dbname", ""),
                     case=fields.get("case") or "first-letter", generator=fields.get("generator", ""))
+
+
+def found_or_missing(titles: list[str], found: Mapping[str, "DumpPage | Revision"], where: str
+                     ) -> Iterator[tuple[str, Revision | str]]:
+    """Each title with its page as a Revision, or the reason it has none: not in `where`."""
+    for title in titles:
+        page = found.get(title)
+        if page is None:
+            yield title, f"the page is not in {where}"
+        else:
+            yield title, Revision(title=title, text=page.text, revision_id=page.revision_id, timestamp=page.timestamp)

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from wikiluigi import dump, pagefiles, paths
-from wikiluigi.derived import Derived
+from wikiluigi import pagefiles, paths
 from wikiluigi.errors import DumpError
-from wikiluigi.mediawiki import Revision
-from wikiluigi.sources import found_or_missing
+from wikiluigi.sources import dump
+from wikiluigi.sources.derived import Derived
+from wikiluigi.sources.mediawiki import Revision
 
 # Each chunk's pages wait in memory up to this many bytes, then go to its file as one gzip member:
 # memory is chunks x this (at most MAX_CHUNKS x 64 KiB), however many pages the dump holds.
@@ -107,4 +107,4 @@ class SplitChunk:
                             f"it is cut again from the dump") from None
 
     def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
-        yield from found_or_missing(titles, {page.title: page for page in self.pages(set(titles))}, self.dump_name)
+        yield from dump.found_or_missing(titles, {page.title: page for page in self.pages(set(titles))}, self.dump_name)

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from wikiluigi import dump, paths
-from wikiluigi.mediawiki import MediaWiki, Revision, Settings
+from wikiluigi import paths
+from wikiluigi.sources import dump
+from wikiluigi.sources.mediawiki import MediaWiki, Revision, Settings
 
 MAX_REDIRECT_HOPS = 10
 
@@ -38,7 +39,7 @@ def open_chunk_source(meta, chunk: int):
     elif meta.offsets is not None:
         yield MultistreamChunk(Path(meta.source["dump"]), dict(zip(meta.chunk(chunk), meta.chunk_offsets(chunk))))
     else:
-        from wikiluigi import dumpsplit
+        from wikiluigi.sources import dumpsplit
         yield dumpsplit.SplitChunk(dumpsplit.chunk_file(meta.name, chunk), Path(meta.source["dump"]).name)
 
 
@@ -185,7 +186,7 @@ class DumpSource:
             yield from MultistreamChunk(self.path, dict(zip(titles, self.stream_offsets(titles)))).revisions(titles)
             return
         found = {page.title: page for page in dump.iter_pages(self.path, titles=set(titles))}
-        yield from found_or_missing(titles, found, self.path.name)
+        yield from dump.found_or_missing(titles, found, self.path.name)
 
 
 def _iter_summaries(path: Path, streams: tuple[int, int] | None, category_names, prefixes, capitalize
@@ -219,18 +220,7 @@ class MultistreamChunk:
         for offset in sorted(streams):
             found.update((page.title, page) for page in dump.iter_pages(self.path, streams[offset],
                                                                           streams=(offset, offset + 1)))
-        yield from found_or_missing(titles, found, self.path.name)
-
-
-def found_or_missing(titles: list[str], found: Mapping[str, "dump.DumpPage | Revision"], where: str
-                     ) -> Iterator[tuple[str, Revision | str]]:
-    """Each title with its page as a Revision, or the reason it has none: not in `where`."""
-    for title in titles:
-        page = found.get(title)
-        if page is None:
-            yield title, f"the page is not in {where}"
-        else:
-            yield title, Revision(title=title, text=page.text, revision_id=page.revision_id, timestamp=page.timestamp)
+        yield from dump.found_or_missing(titles, found, self.path.name)
 
 
 def host_of(manifest) -> str:

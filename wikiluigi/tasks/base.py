@@ -4,8 +4,8 @@ import time
 
 import luigi
 
-from wikiluigi import manifest as manifests
 from wikiluigi.errors import WikiluigiError
+from wikiluigi.sources import manifest as manifests
 
 
 class Reporting(luigi.Task):

@@ -1,6 +1,6 @@
 """The model stage as Luigi tasks: TrainingSet, BaseModel, Train and Generate over corpus, gpt2, training, sampling.
 
-TensorFlow is imported by wikiluigi.gpt2 inside the functions run() calls, never when this module loads.
+TensorFlow is imported by wikiluigi.training.backends.gpt2 inside the functions run() calls, never when this module loads.
 """
 import hashlib
 import json
@@ -10,9 +10,12 @@ import re
 
 import luigi
 
-from wikiluigi import corpus, gpt2, paths, report, runfolder, sampling, training
+from wikiluigi import paths
+from wikiluigi.corpus import trainingset as corpus
 from wikiluigi.errors import ModelError
 from wikiluigi.tasks.base import Reporting
+from wikiluigi.training import loop as training, report, runfolder, sampling
+from wikiluigi.training.backends import gpt2
 
 SCRATCH = "scratch"
 BASE_MODELS = (*gpt2.OPENAI_MODELS, SCRATCH)
@@ -226,7 +229,7 @@ class Train(ScratchShape, Validation, Reporting):
 
     def run(self):
         if self.processes != 1:
-            from wikiluigi import torch_backend
+            from wikiluigi.training.backends import torch_backend
             result = torch_backend.train_distributed(
                 paths.checkpoint_dir(self.run_name), self.input()["base"].path, self.input()["corpus"].path,
                 self.settings(), backend=self.backend, processes=self.processes)

@@ -1,18 +1,20 @@
 """The convert stage as Luigi tasks: ProcessPages (a chunk), ProcessPage (one), Convert and Wikipedia (all)."""
 import luigi
 
-from wikiluigi import derived, pagefiles, paths, summary
+from wikiluigi import pagefiles, paths
 from wikiluigi.config import convert as convert_config, pandoc as pandoc_config
+from wikiluigi.convert import summary
+from wikiluigi.convert.stage import options_current, pages_to_process, process_pages
 from wikiluigi.errors import WikiluigiError
-from wikiluigi.fetch import pages_to_fetch
-from wikiluigi.process import options_current, pages_to_process, process_pages
-from wikiluigi.sources import host_of
+from wikiluigi.sources import derived
+from wikiluigi.sources.fetch import pages_to_fetch
+from wikiluigi.sources.source import host_of
 from wikiluigi.tasks.base import ManifestTask
 from wikiluigi.tasks.scrape import AllChunks, ChunkTask, FetchPage, FetchPages
 
 
 def convert_options(manifest):
-    from wikiluigi.convert import ConvertOptions
+    from wikiluigi.convert.pandoc import ConvertOptions
     return ConvertOptions.from_manifest(manifest)
 
 
@@ -24,7 +26,7 @@ def converted_with_its_options(task: ManifestTask, host: str) -> bool:
 
 def convert_budget():
     """The per-page budget of luigi.cfg's [convert] and [pandoc] sections."""
-    from wikiluigi.convert import Budget
+    from wikiluigi.convert.pandoc import Budget
     settings = convert_config()
     return Budget(page_seconds=settings.page_timeout or None, memory_mb=settings.page_memory or None,
                   batch_seconds=pandoc_config().timeout or None)

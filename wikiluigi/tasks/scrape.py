@@ -5,14 +5,16 @@ from pathlib import Path
 
 import luigi
 
-from wikiluigi import derived, dumpsplit, pagefiles, paths, summary
+from wikiluigi import pagefiles, paths
 from wikiluigi.config import fetch as fetch_config
-from wikiluigi.derive import refuse_shared_files, resolve_manifest
+from wikiluigi.convert import summary
 from wikiluigi.errors import WikiluigiError
-from wikiluigi.fetch import fetch_pages, pages_to_fetch
-from wikiluigi.dump import multistream_index
-from wikiluigi.manifest import fingerprint, load as load_manifest
-from wikiluigi.sources import dump_stamp, full_source_of, host_of, open_chunk_source, open_source
+from wikiluigi.sources import derived, dumpsplit
+from wikiluigi.sources.derive import refuse_shared_files, resolve_manifest
+from wikiluigi.sources.dump import multistream_index
+from wikiluigi.sources.fetch import fetch_pages, pages_to_fetch
+from wikiluigi.sources.manifest import fingerprint, load as load_manifest
+from wikiluigi.sources.source import dump_stamp, full_source_of, host_of, open_chunk_source, open_source
 from wikiluigi.tasks.base import ManifestTask
 
 

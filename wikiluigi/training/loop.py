@@ -1,7 +1,7 @@
 """The training loop every backend shares: batches, learning-rate schedule, validation, best checkpoint, early stop.
 
-A backend (wikiluigi.gpt2 for TensorFlow; others register in BACKENDS) only loads, steps, evaluates, saves
-and samples a model; everything written goes through wikiluigi.runfolder, so runs look the same whatever
+A backend (wikiluigi.training.backends.gpt2 for TensorFlow; others register in BACKENDS) only loads, steps, evaluates, saves
+and samples a model; everything written goes through wikiluigi.training.runfolder, so runs look the same whatever
 trained them. A backend module provides
 
     NAME = "tensorflow"
@@ -22,7 +22,7 @@ and the Backend object:
 
 The module may also provide check_base_model(base_dir) -> hparams (a clear error for an incomplete base
 model; default: runfolder.read_hparams) and, for Generate, generate_ids(folder, hparams, context, ...)
-(see wikiluigi.sampling).
+(see wikiluigi.training.sampling).
 """
 import dataclasses
 import importlib
@@ -31,10 +31,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wikiluigi import corpus, report, runfolder, vocabulary
+from wikiluigi.corpus import trainingset as corpus, vocabulary
 from wikiluigi.errors import ModelError
+from wikiluigi.training import report, runfolder
 
-BACKENDS = {"tensorflow": "wikiluigi.gpt2", "torch": "wikiluigi.torch_backend"}
+BACKENDS = {"tensorflow": "wikiluigi.training.backends.gpt2", "torch": "wikiluigi.training.backends.torch_backend"}
 SCHEDULES = ("cosine", "linear", "constant")
 FINAL_SAMPLES, FINAL_SAMPLE_TOKENS = 3, 200     # for the report: a few, short enough to cost little memory
 

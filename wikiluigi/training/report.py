@@ -10,7 +10,7 @@ import math
 import os
 from pathlib import Path
 
-from wikiluigi import runfolder
+from wikiluigi.training import runfolder
 
 LOSS_PLOT = "loss.png"
 REPORT = "report.html"

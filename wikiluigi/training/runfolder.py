@@ -6,7 +6,7 @@ Layout of out/checkpoint/<run>/ (whatever the backend):
                       of its latest Train, its latest and best checkpoints, an early stop; rewritten atomically
     loss.csv          a row per step: step, loss, avg_loss, learning_rate, tokens_per_s, elapsed_s, val_loss
                       (val_loss only on validation steps, empty elsewhere)
-    loss.png, report.html    drawn from the two above by wikiluigi.report
+    loss.png, report.html    drawn from the two above by wikiluigi.training.report
     hparams.json, encoder.json, vocab.bpe    the model's shape and vocabulary, copied from the base model
     latest/           the checkpoint to resume from: weights and optimiser state, in the backend's own files
     best/             the weights with the lowest validation loss so far
@@ -20,7 +20,7 @@ SIGKILL at any moment leaves either the old checkpoint or the new one, and `open
 a kill left aside. loss.csv is flushed before a checkpoint is published, so it holds every step up to the
 latest checkpoint; rows after it (and a line a kill cut short) are dropped when the run resumes.
 
-How the training loop (wikiluigi.training) uses it for any backend, which only loads, steps and saves:
+How the training loop (wikiluigi.training.loop) uses it for any backend, which only loads, steps and saves:
 
     folder = RunFolder(run_dir)
     state = folder.open(identity, settings, base_dir)  # repairs what a kill left, checks the run is this one

@@ -7,8 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from wikiluigi import runfolder, training, vocabulary
+from wikiluigi.corpus import vocabulary
 from wikiluigi.errors import ModelError
+from wikiluigi.training import loop as training, runfolder
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 on gpt-2-simple's model code.
 
 The only module that touches TensorFlow and gpt_2_simple, and only inside functions: importing wikiluigi
-never loads them. Their errors become ModelError here. It is a backend of wikiluigi.training (NAME,
+never loads them. Their errors become ModelError here. It is a backend of wikiluigi.training.loop (NAME,
 open_backend, generate_ids): the loop, the run folder and the vocabulary are shared with every backend.
 Everything on disk keeps gpt-2-simple's layout: its loader, `generate` and `finetune` accept our base
 models and a run's latest/ and best/ folders.
@@ -13,10 +13,10 @@ import logging
 import os
 from pathlib import Path
 
-from wikiluigi import vocabulary
-from wikiluigi.pagefiles import write_atomic as _write_atomic
-from wikiluigi.runfolder import atomic_dir as _atomic_dir, read_hparams
+from wikiluigi.corpus import vocabulary
 from wikiluigi.errors import ModelError
+from wikiluigi.pagefiles import write_atomic as _write_atomic
+from wikiluigi.training.runfolder import atomic_dir as _atomic_dir, read_hparams
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def open_backend(hparams: dict, base_dir, resume, settings):
 
 class TensorFlowModel:
     """One graph for training (Adam, optional accumulation, global-norm clipping, the learning rate fed per
-    step), evaluation and sampling, on gpt-2-simple's model code; see wikiluigi.training for the protocol."""
+    step), evaluation and sampling, on gpt-2-simple's model code; see wikiluigi.training.loop for the protocol."""
 
     def __init__(self, hparams: dict, settings):
         tf = self.tf = _tf()

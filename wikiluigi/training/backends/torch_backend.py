@@ -1,8 +1,8 @@
-"""The torch backend of wikiluigi.training: torch_model's Trainer restored, stepped, evaluated, saved, sampled.
+"""The torch backend of wikiluigi.training.loop: torch_model's Trainer restored, stepped, evaluated, saved, sampled.
 
 A checkpoint folder (a run's latest/ or best/) holds model.pt, float32 weights in hparams.json's shapes, and
 in latest/ optimizer.pt for resuming. A base model is read from its model.pt when it has one, else from its
-TensorFlow checkpoint (wikiluigi.torch_convert, which needs TensorFlow). Under torchrun every process runs
+TensorFlow checkpoint (wikiluigi.training.backends.torch_convert, which needs TensorFlow). Under torchrun every process runs
 the same training loop; only rank 0 writes checkpoints (see `train_distributed`). torch's errors become
 ModelError here; torch is imported inside the functions, so importing this module loads nothing heavy.
 """
@@ -17,9 +17,10 @@ import tempfile
 from pathlib import Path
 
 from wikiluigi.errors import ModelError
+from wikiluigi.training.backends import torch_convert
+from wikiluigi.training.backends.torch_convert import WEIGHTS, load_weights_file
 
 NAME = "torch"
-WEIGHTS = "model.pt"
 OPTIMIZER = "optimizer.pt"
 DEVICE_OPTIONS = ("device", "precision", "compile")
 
@@ -27,7 +28,7 @@ DEVICE_OPTIONS = ("device", "precision", "compile")
 def make_trainer(hparams: dict, *, learning_rate: float = 1e-4, seed: int = 1, device: str = "auto",
                  precision: str = "auto", compile="auto"):
     """A torch_model.Trainer; a bad device option is a ModelError saying what to give instead."""
-    from wikiluigi import torch_model
+    from wikiluigi.training.backends import torch_model
     try:
         return torch_model.Trainer(hparams, learning_rate=learning_rate, device=device, precision=precision,
                                    compile=compile, seed=seed)
@@ -50,7 +51,7 @@ def open_backend(hparams: dict, base_dir, resume, settings):
 
 
 class TorchModel:
-    """wikiluigi.training's protocol over a Trainer (step, evaluate, save, sample)."""
+    """wikiluigi.training.loop's protocol over a Trainer (step, evaluate, save, sample)."""
 
     def __init__(self, trainer, settings):
         self.trainer, self.settings = trainer, settings
@@ -74,7 +75,6 @@ class TorchModel:
 def load(trainer, folder, *, optimizer: bool = True) -> None:
     """Weights (and, when resuming, optimiser state) from a checkpoint folder or a base model folder."""
     import torch
-    from wikiluigi import torch_convert
     folder = Path(folder)
     if (folder / WEIGHTS).is_file() or not torch_convert.has_tf_checkpoint(folder):
         state = load_weights_file(folder / WEIGHTS, trainer.hparams)
@@ -99,24 +99,6 @@ def save(trainer, folder, *, optimizer: bool = True) -> None:
         torch.save(trainer.optimizer.state_dict(), folder / OPTIMIZER)
 
 
-def load_weights_file(path: Path, hparams: dict) -> dict:
-    """A model.pt as a state dict, checked against hparams; a missing or damaged file is a ModelError."""
-    import torch
-    from wikiluigi import torch_convert
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelError(f"{path} is missing: {path.parent} holds no torch weights (a TensorFlow model converts "
-                         f"with `wikiluigi convert`).") from None
-    except Exception as exc:     # torch raises RuntimeError, pickle's and zipfile's errors on a damaged file
-        raise ModelError(f"Cannot read the torch weights {path}: {exc}. The file is damaged: train or convert "
-                         f"again.") from None
-    if not isinstance(state, dict):
-        raise ModelError(f"{path} holds no state dict of weights: train or convert again.")
-    torch_convert.check_shapes(state, hparams, path)
-    return state
-
-
 def generate_ids(folder, hparams: dict, context: list[int], *, nsamples: int, length: int, temperature: float,
                  top_k: int, top_p: float, seed: int | None, batch_size: int, progress=None,
                  device: str = "auto") -> list[list[int]]:
@@ -137,7 +119,7 @@ def generate_ids(folder, hparams: dict, context: list[int], *, nsamples: int, le
 # ------------------------------------------------------------------------------------ several processes
 def train_distributed(run_dir, base_dir, corpus_dir, settings, *, backend: str = NAME, processes: int) -> dict:
     """Train with `processes` processes (one a GPU) started by torchrun, DDP averaging their gradients; the
-    result of wikiluigi.training.train, as rank 0 returns it. Every process runs the same loop on the same
+    result of wikiluigi.training.loop.train, as rank 0 returns it. Every process runs the same loop on the same
     batches (each its slice) and validation windows, so they decide alike on saving and stopping; rank 0
     writes the run, the others a private copy of it that is removed at the end."""
     if backend != NAME:
@@ -152,10 +134,10 @@ def train_distributed(run_dir, base_dir, corpus_dir, settings, *, backend: str =
         job = {"run_dir": str(run_dir), "base_dir": str(base_dir), "corpus_dir": str(corpus_dir),
                "settings": dataclasses.asdict(settings), "result": str(Path(scratch) / "result.json")}
         (Path(scratch) / "job.json").write_text(json.dumps(job), encoding="utf-8")
-        package_root = str(Path(__file__).resolve().parents[1])
+        package_root = str(Path(__file__).resolve().parents[3])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-                   "-m", "wikiluigi.torch_backend", str(Path(scratch) / "job.json")]
+                   "-m", "wikiluigi.training.backends.torch_backend", str(Path(scratch) / "job.json")]
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             said = [line for line in done.stderr.splitlines() if "ModelError" in line or "Error:" in line]
@@ -184,7 +166,7 @@ def _distributed_main(job_path: str) -> None:
     import torch
     import torch.distributed
 
-    from wikiluigi import training
+    from wikiluigi.training import loop as training
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     settings = training.Settings(**job["settings"])
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 from wikiluigi.errors import ModelError
-from wikiluigi.runfolder import CHECKPOINT_INFO, write_json_atomic
-from wikiluigi.torch_backend import WEIGHTS as TORCH_WEIGHTS    # also beside a base model's model.ckpt.*
+from wikiluigi.training.runfolder import CHECKPOINT_INFO, write_json_atomic
 
+WEIGHTS = "model.pt"     # a torch model's weights, also beside a base model's model.ckpt.*
 VOCABULARY = ("encoder.json", "vocab.bpe")
 _CHECKPOINT_PATH = re.compile(r'^model_checkpoint_path:\s*"([^"]+)"', re.M)
 
@@ -66,7 +66,7 @@ def read_tf_weights(folder, hparams: dict) -> dict:
         raise ModelError(f"Reading the TensorFlow checkpoint {prefix} needs TensorFlow, which is not installed "
                          f"here. Convert it where TensorFlow is (pip install -e '.[train,torch]', then "
                          f"`wikiluigi convert {folder} <torch run folder>`, or for a base model "
-                         f"`wikiluigi convert {folder} {folder}`, which adds {TORCH_WEIGHTS}), and copy the result "
+                         f"`wikiluigi convert {folder} {folder}`, which adds {WEIGHTS}), and copy the result "
                          f"here.") from None
     try:
         reader = tf.train.load_checkpoint(prefix)
@@ -86,7 +86,7 @@ def read_tf_weights(folder, hparams: dict) -> dict:
 
 
 def check_shapes(state: dict, hparams: dict, source) -> None:
-    from wikiluigi.torch_model import GPT2
+    from wikiluigi.training.backends.torch_model import GPT2
     import torch
 
     with torch.device("meta"):
@@ -160,7 +160,7 @@ def convert_model(source, target) -> dict:
     `counter`, a folder gpt-2-simple samples and goes on training as a run. Either way `target` gets
     hparams.json and the vocabulary, and the step is kept (checkpoint.json when the source has one).
     """
-    from wikiluigi import runfolder, torch_backend
+    from wikiluigi.training import runfolder
 
     source, target = Path(source), Path(target)
     hparams = runfolder.read_hparams(source)
@@ -172,10 +172,10 @@ def convert_model(source, target) -> dict:
         state = read_tf_weights(source, hparams)
         if not same:
             copy_model_files(source, target)
-        _save_torch(state, target / TORCH_WEIGHTS)
+        _save_torch(state, target / WEIGHTS)
         direction = ("tensorflow", "torch")
     else:
-        state = torch_backend.load_weights_file(source / TORCH_WEIGHTS, hparams)
+        state = load_weights_file(source / WEIGHTS, hparams)
         copy_model_files(source, target)
         write_tf_checkpoint(state, hparams, target, step)
         direction = ("torch", "tensorflow")
@@ -194,7 +194,7 @@ def convert_run(source, target) -> dict:
     """A whole training run to the other backend, as a new run folder: its latest/ and best/ checkpoints
     converted (weights; the optimiser's state starts afresh), loss.csv, plot, report and samples copied, and
     run.json naming the other backend, so that the other backend resumes it and Generate samples it."""
-    from wikiluigi import runfolder
+    from wikiluigi.training import runfolder
 
     source, target = Path(source), Path(target)
     info = runfolder.load_info(source)
@@ -224,7 +224,7 @@ def convert_run(source, target) -> dict:
 
 def convert(source, target) -> dict:
     """`wikiluigi convert`: a run folder (it has run.json) with convert_run, else one model folder."""
-    from wikiluigi import runfolder
+    from wikiluigi.training import runfolder
     if (Path(source) / runfolder.RUN_INFO).is_file():
         return convert_run(source, target)
     return convert_model(source, target)
@@ -237,3 +237,20 @@ def _save_torch(state: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def load_weights_file(path: Path, hparams: dict) -> dict:
+    """A model.pt as a state dict, checked against hparams; a missing or damaged file is a ModelError."""
+    import torch
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"{path} is missing: {path.parent} holds no torch weights (a TensorFlow model converts "
+                         f"with `wikiluigi convert`).") from None
+    except Exception as exc:     # torch raises RuntimeError, pickle's and zipfile's errors on a damaged file
+        raise ModelError(f"Cannot read the torch weights {path}: {exc}. The file is damaged: train or convert "
+                         f"again.") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} holds no state dict of weights: train or convert again.")
+    check_shapes(state, hparams, path)
+    return state

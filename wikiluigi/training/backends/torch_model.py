@@ -5,7 +5,7 @@ it by path on a GPU machine that has only torch and measure the very step the to
 Import it inside functions: importing wikiluigi never loads torch. The layers follow gpt-2-simple's
 src/model.py: learned positions, pre-norm blocks (layer norm eps 1e-5), tanh GELU, causal attention, the
 output projection tied to the token embedding. Linear weights are stored as nn.Linear's [out, in];
-gpt-2-simple's conv1d weights are [1, in, out] (wikiluigi.torch_convert maps them).
+gpt-2-simple's conv1d weights are [1, in, out] (wikiluigi.training.backends.torch_convert maps them).
 """
 import contextlib
 import math
@@ -107,7 +107,7 @@ class GPT2(nn.Module):
         logits = self.logits(self.ln_f(x))
         if loss:
             # Each position predicts the next; the window goes in whole (shapes stay round) and the last
-            # position, which has no next token, is left out of the mean, as in wikiluigi.gpt2's loss.
+            # position, which has no next token, is left out of the mean, as in wikiluigi.training.backends.gpt2's loss.
             targets = F.pad(tokens[:, 1:], (0, 1), value=-100)
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                    ignore_index=-100)
