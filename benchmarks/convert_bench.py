@@ -1,6 +1,6 @@
 """How fast is the convert stage? Run by hand: `python benchmarks/convert_bench.py [--quick]`.
 
-On every non-redirect article of the real English Wikipedia excerpt (../shared/fixtures; 54 KB a page),
+On every non-redirect article of the real English Wikipedia excerpt (tests/fixtures; 54 KB a page),
 then of the Star Trek wiki (small pages, 1.5 KB), side by side in one run:
   ours            convert_within_budget in chunks of 200 (ProcessPages' path): a child process per chunk
                   under the page budget, 2 pandoc processes per chunk + filters
@@ -32,7 +32,7 @@ from wikiluigi.convert.pandoc import Budget, ConvertOptions, convert_pages  # no
 from wikiluigi.sources.dump import iter_pages  # noqa: E402
 from wikiluigi.sources.manifest import DEFAULT_DROP_SECTIONS  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 ENWIKI = FIXTURES / "wikipedia" / "enwiki-articles-sample.xml.bz2"
 STARTREK = FIXTURES / "startrek-dump.xml"
 CHUNK = 200

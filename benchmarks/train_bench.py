@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 DUMPS = (FIXTURES / "wikipedia" / "enwiki-articles-sample.xml.bz2", FIXTURES / "startrek-dump.xml")
 
 

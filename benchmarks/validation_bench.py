@@ -2,7 +2,7 @@
 
 Run by hand (not a test): `python benchmarks/validation_bench.py [--steps 300 --workdir DIR]`.
 
-Part 1: on two corpora, the demo wiki (shipped) and the startrek fixture (../shared/fixtures), each built
+Part 1: on two corpora, the demo wiki (shipped) and the startrek fixture (tests/fixtures), each built
 by TrainingSet as a user would (10% of pages held out), a scratch model of the demo's shape (4 layers,
 256 wide, n_ctx 256) trains the same number of steps from the same weights and batches twice: with the
 defaults (warmup, cosine decay, clipping at 1.0) and without (a constant learning rate, no warmup, no
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 SHAPE = {"n_layer": 4, "n_embd": 256, "n_head": 4, "n_ctx": 256, "vocab_size": 8192, "seed": 1}
 
 

@@ -14,7 +14,7 @@ from wikiluigi.convert import pandoc as convert, wikitext
 from wikiluigi.convert.pandoc import Budget, ConvertOptions, PageResult, convert_page, convert_pages
 from wikiluigi.sources.manifest import DEFAULT_DROP_SECTIONS, parse
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ENWIKI = FIXTURES / "wikipedia" / "enwiki-articles-sample.xml.bz2"
 TABLES = FIXTURES / "wikipedia" / "enwiki-table-markup.xml.bz2"
 STARTREK = FIXTURES / "startrek-dump.xml"

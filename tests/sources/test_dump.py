@@ -15,7 +15,7 @@ from wikiluigi import paths
 from wikiluigi.errors import DumpError
 from wikiluigi.sources import dump
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 STARTREK = FIXTURES / "startrek-dump.xml"
 ENWIKI = FIXTURES / "wikipedia" / "enwiki-articles-sample.xml.bz2"
 TABLES = FIXTURES / "wikipedia" / "enwiki-table-markup.xml.bz2"

@@ -1,11 +1,11 @@
-"""Session-scoped pytest fixtures serving real local MediaWikis built from the shared dumps.
+"""Session-scoped pytest fixtures serving real local MediaWikis built from the dumps in tests/fixtures.
 
 Loaded by the project's tests/conftest.py (``pytest_plugins = ["tests.support.wiki_fixtures"]``).
 
-* ``startrek_wiki``: ../shared/fixtures/startrek-dump.xml (49 pages; ~5 s to build).
-* ``enwiki_wiki``: ../shared/fixtures/wikipedia/enwiki-articles-sample.xml.bz2 (206 pages;
+* ``startrek_wiki``: tests/fixtures/startrek-dump.xml (49 pages; ~5 s to build).
+* ``enwiki_wiki``: tests/fixtures/wikipedia/enwiki-articles-sample.xml.bz2 (206 pages;
   ~20-35 s to build on 2 cores, nearly all of it refreshLinks.php parsing the articles).
-* ``enwiki_tables_wiki``: ../shared/fixtures/wikipedia/enwiki-table-markup.xml.bz2 (5 pages, ~3 s).
+* ``enwiki_tables_wiki``: tests/fixtures/wikipedia/enwiki-table-markup.xml.bz2 (5 pages, ~3 s).
 * ``local_mediawiki_factory``: builds more wikis from any dump (e.g. one a test may edit);
   each is stopped at the end of the test.
 
@@ -26,7 +26,9 @@ import pytest
 
 from tests.support.mediawiki import PROJECT_ROOT, LocalMediaWiki, require_mediawiki
 
-FIXTURES_DIR = Path(os.environ.get("WIKILUIGI_FIXTURES_DIR", PROJECT_ROOT.parent / "shared" / "fixtures"))
+# The dumps ship with the tests (tests/fixtures/README.md: sources and licences); WIKILUIGI_FIXTURES_DIR points
+# the tests at another folder holding the same file names.
+FIXTURES_DIR = Path(os.environ.get("WIKILUIGI_FIXTURES_DIR", PROJECT_ROOT / "tests" / "fixtures"))
 STARTREK_DUMP = FIXTURES_DIR / "startrek-dump.xml"
 ENWIKI_DUMP = FIXTURES_DIR / "wikipedia" / "enwiki-articles-sample.xml.bz2"
 ENWIKI_TABLES_DUMP = FIXTURES_DIR / "wikipedia" / "enwiki-table-markup.xml.bz2"
@@ -34,7 +36,7 @@ ENWIKI_TABLES_DUMP = FIXTURES_DIR / "wikipedia" / "enwiki-table-markup.xml.bz2"
 
 def _fixture_file(path: Path) -> Path:
     if not path.is_file():
-        message = f"fixture dump missing: {path} (expected ../shared/fixtures beside the project)"
+        message = f"fixture dump missing: {path} (the tests' dumps live in tests/fixtures; WIKILUIGI_FIXTURES_DIR, when set, names another folder)"
         if os.environ.get("CI", "").strip().lower() == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
