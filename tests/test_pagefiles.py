@@ -64,3 +64,89 @@ def test_every_machines_revisions_log_is_read(data_dir):
     current = fetch.read_revisions("wiki.example")
     assert current == {"Spock": {"title": "Spock", "revision_id": 4, "timestamp": "2019"},  # its log's last
                        "Worf": {"title": "Worf", "revision_id": 9, "timestamp": "2021"}}    # the newest
+
+
+def record_syncs(monkeypatch) -> list[tuple[str, str]]:
+    """os.fsync and os.replace, recorded in order: ("fsync", what the descriptor names) and ("replace", target)."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def test_a_write_is_fsynced_before_its_rename_and_its_folder_after(data_dir, monkeypatch):
+    folder = data_dir / "raw"
+    folder.mkdir()
+    events = record_syncs(monkeypatch)
+    pagefiles.write_atomic(folder / "Spock.mediawiki", "Vulcan")
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
+    assert events[0][1].endswith(".part") and events[1][1] == str(folder / "Spock.mediawiki")
+    assert events[2][1] == str(folder)
+    assert (folder / "Spock.mediawiki").read_text() == "Vulcan"
+
+
+def test_a_durable_batch_syncs_each_file_but_its_folder_once(data_dir, monkeypatch):
+    events = record_syncs(monkeypatch)
+    folder = data_dir / "raw" / "wiki"          # made by the first write: synced into its parent too
+    with pagefiles.durable_batch():
+        for title in ("Spock", "Worf", "Kirk"):
+            pagefiles.write_atomic(folder / f"{title}.mediawiki", title)
+            pagefiles.record_failure(folder, f"{title} II", "fetch", "missing")
+        pagefiles.clear_failure(folder, "Spock II")
+        assert [kind for kind, _ in events] == ["fsync", "replace"] * 6      # files only, until the end
+    folders = [what for kind, what in events[12:]]
+    assert sorted(folders) == sorted([str(folder), str(paths.failure_dir(folder)), str(folder.parent),
+                                      str(data_dir)])
+    assert folders.index(str(folder)) < folders.index(str(folder.parent))
+
+
+def test_the_revisions_log_is_fsynced_when_closed(data_dir, monkeypatch):
+    log = data_dir / "revisions-a.jsonl"
+    events = record_syncs(monkeypatch)
+    with pagefiles.LineLog(log) as writer:
+        writer.write('{"title": "Spock"}')
+        assert ("fsync", str(log)) not in events
+    assert ("fsync", str(log)) in events and ("fsync", str(data_dir)) in events   # the line, the new name
+
+
+def test_open_atomic_writes_in_parts_and_leaves_nothing_on_error(data_dir, monkeypatch):
+    target = data_dir / "tokens" / "train.bin"
+    events = record_syncs(monkeypatch)
+    with pagefiles.open_atomic(target) as out:
+        out.write(b"\x01\x00")
+        out.write(b"\x02\x00")
+    assert target.read_bytes() == b"\x01\x00\x02\x00"
+    assert [kind for kind, _ in events][-3:] == ["fsync", "replace", "fsync"]
+    try:
+        with pagefiles.open_atomic(data_dir / "tokens" / "val.bin") as out:
+            out.write(b"\x01")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert sorted(p.name for p in target.parent.iterdir()) == ["train.bin"]
+
+
+def test_an_empty_page_or_record_never_counts_as_done(data_dir, monkeypatch):
+    """A power cut before fsync can leave a renamed page empty: it is done again, by a chunk's check
+    (a stat per page) and by a whole stage's (one listing)."""
+    folder = paths.raw_dir("wiki.example")
+    folder.mkdir(parents=True)
+    (folder / "Spock.mediawiki").write_text("Vulcan")
+    (folder / "Worf.mediawiki").write_bytes(b"")
+    paths.failure_dir(folder).mkdir()
+    (paths.failure_dir(folder) / "Kirk.json").write_bytes(b"")
+    titles = ["Kirk", "Spock", "Worf"]
+    assert pagefiles.todo(folder, ".mediawiki", titles) == ["Kirk", "Worf"]
+    monkeypatch.setattr(pagefiles, "PER_PAGE_LIMIT", 1)
+    assert pagefiles.todo(folder, ".mediawiki", titles) == ["Kirk", "Worf"]
+    assert pagefiles.failures(folder, titles) == []          # unreadable: not a failure, and not deleted
+    assert (paths.failure_dir(folder) / "Kirk.json").exists()

@@ -1,4 +1,5 @@
-"""Page files on disk: atomic writes, failure records, and which pages of a chunk are still to do."""
+"""Page files on disk: atomic, durable writes, failure records, and which pages of a chunk are still to do."""
+import contextlib
 import functools
 import json
 import os
@@ -17,24 +18,131 @@ TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".tmp-", ".part"
 FOREIGN_TEMPORARY_SECONDS = 24 * 3600
 
 
+# Whether writes are made durable (fsync of each file before its rename, of its folder after). Off only to
+# measure what durability costs (benchmarks/fetch_bench.py); nothing a user sets.
+DURABLE = True
+_batch = threading.local()
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write through a temporary file in the same folder and rename: a kill leaves the old file or none.
+    The file is fsync'ed before the rename and its folder after (once per durable_batch()), so that a
+    power cut too leaves the old file or the whole new one, never an empty one.
     The temporary name is made of the pid, the thread, a counter and the machine (cheaper than mkstemp's
     search); remove_stale_temporaries() clears what a killed process left."""
-    tmp = path.parent / (f"{TEMPORARY_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_temporary_names)}"
-                         f"@{paths.machine_name()}{TEMPORARY_SUFFIX}")
+    tmp = temporary_name(path)
     try:
         handle = open(tmp, "xb")
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         handle = open(tmp, "xb")
     try:
         with handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if DURABLE:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    sync_folder(path.parent)
+
+
+def temporary_name(path: Path) -> Path:
+    """A temporary file name beside `path` that remove_stale_temporaries() knows (for writers of their own)."""
+    return path.parent / (f"{TEMPORARY_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_temporary_names)}"
+                          f"@{paths.machine_name()}{TEMPORARY_SUFFIX}")
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary file (written by the caller, e.g. in parts) onto `path`, durably:
+    the file is fsync'ed before the rename, its folder after (once per durable_batch())."""
+    if DURABLE:
+        sync_file(tmp)
+    os.replace(tmp, path)
+    sync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path):
+    """A binary file to write in parts (token files): written under a temporary name, then fsync'ed and
+    renamed onto `path` when the block ends without error; an error or a kill leaves no file at `path`."""
+    tmp = temporary_name(path)
+    make_folder(path.parent)
+    try:
+        with open(tmp, "xb") as handle:
+            yield handle
+            if DURABLE:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_folder(path.parent)
+
+
+def sync_file(path: Path) -> None:
+    """fsync one file's data to disk (it may be open elsewhere: this opens it again)."""
+    if not DURABLE:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make the names in a folder (a rename, a new file, an unlink) durable: at once, or at the end of
+    the durable_batch() this thread is in (one fsync per folder per batch)."""
+    if not DURABLE:
+        return
+    pending = getattr(_batch, "folders", None)
+    if pending is not None:
+        pending.add(str(folder))
+    else:
+        _fsync_folder(str(folder))
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return  # removed meanwhile: nothing of it to keep
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def durable_batch():
+    """Within it, a write fsyncs its file but leaves its folder's fsync to the end of the batch: a chunk of
+    pages costs one folder fsync, not one per page. A page renamed but not yet synced when the power goes
+    is missing afterwards (done again), never empty. Batches nest (the outermost one syncs)."""
+    if getattr(_batch, "folders", None) is not None:
+        yield
+        return
+    _batch.folders = set()
+    try:
+        yield
+    finally:
+        folders, _batch.folders = _batch.folders, None
+        for folder in sorted(folders, key=len, reverse=True):  # a new folder's own names before its parent's
+            _fsync_folder(folder)
+
+
+def make_folder(folder: Path) -> None:
+    """mkdir -p, with each folder made synced into its parent (a page in a folder that vanishes is lost too)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+        sync_folder(made.parent)
 
 
 def remove_stale_temporaries(folder: Path) -> int:
@@ -78,15 +186,19 @@ def _process_alive(pid: int) -> bool:
 class LineLog:
     """A file that several processes append whole lines to: each line is one O_APPEND write, so lines
     never interleave; a kill can cut only the last one, and the next writer ends that torn line before
-    adding its own (readers skip it: read_json_lines)."""
+    adding its own (readers skip it: read_json_lines). Its lines are fsync'ed when it is closed, and by
+    sync() (before the pages they describe are renamed into place, where that matters)."""
 
     def __init__(self, path: Path):
         self.path = path
         self.fd: int | None = None
 
     def __enter__(self) -> "LineLog":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path.parent)
+        created = not self.path.exists()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if created:
+            sync_folder(self.path.parent)
         if not _ends_a_line(self.path):
             os.write(self.fd, b"\n")
         return self
@@ -94,8 +206,15 @@ class LineLog:
     def write(self, line: str) -> None:
         os.write(self.fd, (line + "\n").encode("utf-8"))
 
+    def sync(self) -> None:
+        if DURABLE:
+            os.fsync(self.fd)
+
     def __exit__(self, *exc) -> None:
-        os.close(self.fd)
+        try:
+            self.sync()
+        finally:
+            os.close(self.fd)
 
 
 def _ends_a_line(path: Path) -> bool:
@@ -132,7 +251,12 @@ def record_failure(stage_dir: Path, title: str, stage: str, reason: str) -> None
 
 
 def clear_failure(stage_dir: Path, title: str) -> None:
-    paths.failure_record(stage_dir, title).unlink(missing_ok=True)
+    record = paths.failure_record(stage_dir, title)
+    try:
+        record.unlink()
+    except FileNotFoundError:
+        return
+    sync_folder(record.parent)
 
 
 # Up to this many titles (a chunk), a check stats each page's own file: its cost is the chunk's, however
@@ -165,7 +289,9 @@ def failures(stage_dir: Path, titles: Collection[str] | None = None) -> list[dic
 
 def todo(folder: Path, suffix: str, titles: Collection[str], failed_count_as_done: bool = True) -> list[str]:
     """Titles with neither a file in `folder` nor (optionally) a failure record. A chunk's few titles are
-    looked up one by one, a whole stage's through one listing of the folder (and one of .failed)."""
+    looked up one by one, a whole stage's through one listing of the folder (and one of .failed). An empty
+    file counts as missing: no page or record is ever empty, unless a power cut emptied it (the page is
+    then done again)."""
     failed_dir = paths.failure_dir(folder)
     left = []
     if len(titles) <= PER_PAGE_LIMIT:
@@ -173,12 +299,12 @@ def todo(folder: Path, suffix: str, titles: Collection[str], failed_count_as_don
         failed_count_as_done = failed_count_as_done and os.path.isdir(failed)
         for title in titles:
             stem = paths.title_to_stem(title)
-            if not _exists(f"{pages}/{stem}{suffix}") and not (
-                    failed_count_as_done and _exists(f"{failed}/{stem}.json")):
+            if not _filled(f"{pages}/{stem}{suffix}") and not (
+                    failed_count_as_done and _filled(f"{failed}/{stem}.json")):
                 left.append(title)
         return left
-    present = listing(folder)
-    failed = listing(failed_dir) if failed_count_as_done else frozenset()
+    present = filled_listing(folder)
+    failed = filled_listing(failed_dir) if failed_count_as_done else frozenset()
     for title in titles:
         stem = paths.title_to_stem(title)
         if f"{stem}{suffix}" not in present and f"{stem}.json" not in failed:
@@ -192,6 +318,19 @@ def _exists(path: str) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     return True
+
+
+def _filled(path: str) -> bool:
+    """Whether a file exists and is not empty (the same one stat as existence)."""
+    try:
+        return os.stat(path).st_size > 0
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def is_filled(path: Path) -> bool:
+    """Whether a page file is there and not empty: an empty one is missing (a power cut before fsync)."""
+    return _filled(str(path))
 
 
 # A listing is reused while its folder's mtime is unchanged and more than a second old (a file
@@ -212,3 +351,31 @@ def listing(folder: Path) -> frozenset[str]:
 @functools.lru_cache(maxsize=64)
 def _settled_listing(folder: Path, _mtime: int) -> frozenset[str]:
     return frozenset(os.listdir(folder))
+
+
+def filled_listing(folder: Path) -> frozenset[str]:
+    """The names of a folder's non-empty files (one scandir, a stat per file), reused like listing()'s."""
+    try:
+        mtime = folder.stat().st_mtime_ns
+    except FileNotFoundError:
+        return frozenset()
+    if time.time_ns() - mtime < _SETTLED_SECONDS * 1e9:
+        return _filled_names(folder)
+    return _settled_filled_listing(folder, mtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _settled_filled_listing(folder: Path, _mtime: int) -> frozenset[str]:
+    return _filled_names(folder)
+
+
+def _filled_names(folder: Path) -> frozenset[str]:
+    names = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                if entry.stat().st_size > 0:
+                    names.append(entry.name)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+    return frozenset(names)

@@ -251,3 +251,28 @@ def test_a_page_fetched_again_loses_its_stale_convert_failure(tmp_path, local_me
     run_luigi(data_dir, "Wikipedia", "--manifest", "isles", "--local-scheduler", check_returncode=0)
     assert "a sentence about the isles" in (processed / "Template only.md").read_text(encoding="utf-8")
     assert not list((processed / ".failed").glob("*.json"))
+
+
+# A multistream index that arrives, or goes, after the manifest was derived.
+
+def test_a_multistream_index_that_arrives_or_goes_later_derives_the_manifest_again(tmp_path):
+    from tests.support import synthetic_wiki
+    wiki = synthetic_wiki.write_multistream(tmp_path / "dumps", 250, paragraphs=1)
+    data_dir = make_data_dir(tmp_path / "data", {"synth": {"dump": str(wiki.dump), "all_pages": True}},
+                             config="[fetch]\nchunk_size = 100\n")
+    aside = wiki.index.with_name("index-aside.txt.bz2")
+    wiki.index.rename(aside)                             # derived while the index is not there yet
+    run_luigi(data_dir, "DeriveManifest", "--manifest", "synth", "--local-scheduler", check_returncode=0)
+    assert "index" not in derived(data_dir, "synth")["source"]
+    aside.rename(wiki.index)                             # then it arrives
+    run_luigi(data_dir, "Scrape", "--manifest", "synth", "--local-scheduler", check_returncode=0)
+    raw = data_dir / "raw" / "mediawiki" / "synthetic.example.invalid"
+    assert derived(data_dir, "synth")["source"]["index"] == str(wiki.index)
+    assert len(files(raw, ".mediawiki")) == 250 and not (raw / ".failed").exists()
+
+    wiki.index.rename(aside)                             # and goes again: derived anew, the split read once
+    (raw / f"{title_to_stem(wiki.articles[7])}.mediawiki").unlink()
+    run_luigi(data_dir, "Scrape", "--manifest", "synth", "--local-scheduler", check_returncode=0)
+    assert "index" not in derived(data_dir, "synth")["source"]
+    assert (data_dir / ".cache" / "dump-chunks" / "synth" / "split.json").exists()
+    assert len(files(raw, ".mediawiki")) == 250 and not (raw / ".failed").exists()

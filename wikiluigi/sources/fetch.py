@@ -32,9 +32,13 @@ def fetch_pages(source, host: str, titles: list[str], progress: Callable[[int, i
     else:
         todo = pages_to_fetch(host, titles)
     failed_before = {record["title"] for record in pagefiles.failures(stage_dir, todo)}
-    convert_failed = {record["title"] for record in pagefiles.failures(paths.processed_dir(host), todo)}
+    # The convert stage's failure records, in each processed folder of the wiki (one per set of options).
+    convert_failed = {folder: {record["title"] for record in pagefiles.failures(folder, todo)}
+                      for folder in paths.processed_dirs(host)}
     with pagefiles.LineLog(paths.revisions_log(host)) as revisions_log:
         for done, (title, revision) in enumerate(source.revisions(todo), start=1):
+            if not isinstance(revision, str) and not revision.text:
+                revision = "the page is empty on the wiki"  # an empty file would count as missing (pagefiles.todo)
             if isinstance(revision, str):
                 pagefiles.record_failure(stage_dir, title, "fetch", revision)
                 report.failed[title] = revision
@@ -44,8 +48,9 @@ def fetch_pages(source, host: str, titles: list[str], progress: Callable[[int, i
                 pagefiles.write_atomic(paths.raw_page(host, title), revision.text)
                 if title in failed_before:
                     pagefiles.clear_failure(stage_dir, title)
-                if title in convert_failed:
-                    pagefiles.clear_failure(paths.processed_dir(host), title)
+                for folder, titles_failed in convert_failed.items():
+                    if title in titles_failed:
+                        pagefiles.clear_failure(folder, title)
                 report.fetched += 1
             if progress:
                 progress(done, len(todo))

@@ -10,6 +10,7 @@ from typing import Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from wikiluigi import paths
+from wikiluigi.errors import DumpError
 from wikiluigi.sources import dump
 from wikiluigi.sources.mediawiki import MediaWiki, Revision, Settings
 
@@ -40,6 +41,10 @@ def open_chunk_source(meta, chunk: int):
         yield MultistreamChunk(Path(meta.source["dump"]), dict(zip(meta.chunk(chunk), meta.chunk_offsets(chunk))))
     else:
         from wikiluigi.sources import dumpsplit
+        if not dumpsplit.is_split(meta):  # else every page of the chunk would look absent from the dump
+            raise DumpError(f"{meta.name}: the dump {meta.source['dump']} is not split for this derived manifest "
+                            f"(no current {dumpsplit.folder(meta.name) / 'split.json'}): run Scrape, or SplitDump "
+                            f"--manifest {meta.name}, which cuts it first.")
         yield dumpsplit.SplitChunk(dumpsplit.chunk_file(meta.name, chunk), Path(meta.source["dump"]).name)
 
 
@@ -54,6 +59,20 @@ def dump_source_of(manifest) -> dict:
     """What the derived manifest records of a dump: its path, and its index when it is a multistream dump."""
     index = dump.multistream_index(manifest.dump)
     return {"dump": str(manifest.dump), **({"index": str(index)} if index else {})}
+
+
+def recorded_source_current(recorded: dict, manifest) -> bool:
+    """Whether the source a derived manifest recorded is how the manifest's source reads now: the same api
+    or dump, the dump unchanged, and its multistream index still there or still absent (an index that
+    appears or goes changes how every chunk reads its pages: the manifest is derived again)."""
+    if not manifest.dump:
+        return recorded.get("api") == manifest.api
+    return "dump" in recorded and recorded.get("index") == dump_source_of(manifest).get("index")
+
+
+def reads_a_plain_dump(recorded: dict) -> bool:
+    """Whether a derived manifest's chunks read a dump that can only be read from its start (split once)."""
+    return "dump" in recorded and not recorded.get("index")
 
 
 def dump_stamp(path: Path) -> str:

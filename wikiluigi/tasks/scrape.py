@@ -9,12 +9,13 @@ from wikiluigi import pagefiles, paths
 from wikiluigi.config import fetch as fetch_config
 from wikiluigi.convert import summary
 from wikiluigi.errors import WikiluigiError
-from wikiluigi.sources import derived, dumpsplit
+from wikiluigi.sources import derived, dumpsplit, wikifolder
 from wikiluigi.sources.derive import refuse_shared_files, resolve_manifest
 from wikiluigi.sources.dump import multistream_index
 from wikiluigi.sources.fetch import fetch_pages, pages_to_fetch
-from wikiluigi.sources.manifest import fingerprint, load as load_manifest
-from wikiluigi.sources.source import dump_stamp, full_source_of, host_of, open_chunk_source, open_source
+from wikiluigi.sources.manifest import fingerprint, load as load_manifest, source_of
+from wikiluigi.sources.source import (dump_stamp, full_source_of, host_of, open_chunk_source, open_source,
+                                      reads_a_plain_dump as plain_dump_recorded, recorded_source_current)
 from wikiluigi.tasks.base import ManifestTask
 
 
@@ -52,6 +53,8 @@ class DeriveManifest(UsesTheApi, ManifestTask):
             meta = derived.load(self.manifest)
             if meta.manifest_sha256 != fingerprint(self.manifest):
                 return False
+            if not recorded_source_current(meta.source, self.load_manifest()):
+                return False  # a multistream index appeared or went: chunks would read the dump wrongly
             return "dump" not in meta.source or meta.dump_stamp == dump_stamp(Path(meta.source["dump"]))
         except WikiluigiError:
             return False  # run() then says what is wrong
@@ -68,6 +71,7 @@ class DeriveManifest(UsesTheApi, ManifestTask):
                 located = sorted(zip(source.stream_offsets(titles), titles))
                 titles, offsets = [title for _, title in located], array("q", (offset for offset, _ in located))
         refuse_shared_files(resolution.case_variants, paths.data_dir(), manifest)
+        wikifolder.claim(host_of(manifest), source_of(manifest), manifest.path)  # one wiki per folder
         result = derived.Derived(
             name=self.manifest, host=host_of(manifest), source=source_record,
             titles=tuple(titles), counts=resolution.counts,
@@ -129,8 +133,11 @@ class SplitDump(ManifestTask):
 
 
 def reads_a_plain_dump(name: str) -> bool:
-    """Whether a manifest's pages come from a dump that can only be read from its start."""
+    """Whether a manifest's pages come from a dump that can only be read from its start: as the derived
+    manifest recorded it while it is current, else as the next DeriveManifest will record it."""
     try:
+        if DeriveManifest(manifest=name).complete():
+            return plain_dump_recorded(derived.load(name).source)
         manifest = load_manifest(name)
     except WikiluigiError:
         return False  # the task then fails with the manifest's own error
@@ -151,7 +158,7 @@ class FetchPages(UsesTheApi, ChunkTask):
     def run(self):
         meta = derived.load(self.manifest)
         titles = self.titles()
-        with open_chunk_source(meta, self.chunk) as source:
+        with open_chunk_source(meta, self.chunk) as source, pagefiles.durable_batch():  # a folder fsync a chunk
             result = fetch_pages(source, meta.host, titles, progress=lambda done, total: self.report(
                 done, total, f"fetched {done} of {total} pages of chunk {self.chunk}"))
         self.report(1, 1, f"chunk {self.chunk}: {result.fetched} fetched, {len(result.failed)} failed")
@@ -168,6 +175,7 @@ class FetchPage(UsesTheApi, ManifestTask):
 
     def run(self):
         manifest = self.load_manifest()
+        wikifolder.claim(host_of(manifest), source_of(manifest), manifest.path)
         with open_source(full_source_of(manifest)) as source:  # asked for by name: a failed page is tried again
             result = fetch_pages(source, host_of(manifest), [self.title], retry_failed=True)
         if result.failed:
