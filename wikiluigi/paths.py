@@ -1,5 +1,6 @@
 """The data layout: where every file of every stage lives, and how a page title becomes a file name."""
 import hashlib
+import json
 import os
 import re
 import socket
@@ -156,12 +157,79 @@ def revisions_logs(host: str) -> list[Path]:
     return sorted(raw_dir(host).glob("revisions*.jsonl"))
 
 
-def processed_dir(host: str) -> Path:
-    return data_dir() / "processed" / "mediawiki" / folder_name(host, "the wiki's host")
+# processed/mediawiki/<host>~<this many hex digits of the options' fingerprint>: pages made with other
+# conversion options than the defaults.
+OPTIONS_KEY_LENGTH = 12
+_OPTIONS_FOLDER = re.compile(r"~[0-9a-f]{%d}" % OPTIONS_KEY_LENGTH)
+
+
+def processed_root() -> Path:
+    return data_dir() / "processed" / "mediawiki"
+
+
+def processed_dir(host: str, options_key: str = "") -> Path:
+    """A processed folder of wiki `host`: <host>/ holds the pages made with the default conversion
+    options, <host>~<options_key>/ those made with others. Which one a manifest reads is
+    convert.stage.processed_folder's to say; the default one alone is processed_dir(host)."""
+    folder = folder_name(host, "the wiki's host")
+    if "~" in folder:
+        raise PathError(f"the wiki's host: {quote(host)} holds '~', which separates a wiki's folder from its "
+                        f"conversion options in processed/: name the folder with the manifest's 'host' key.")
+    if options_key:
+        if not _OPTIONS_FOLDER.fullmatch("~" + options_key):
+            raise PathError(f"{quote(options_key)} is not an options fingerprint ({OPTIONS_KEY_LENGTH} hex digits).")
+        folder += "~" + options_key
+    return processed_root() / folder
+
+
+def processed_dirs(host: str) -> list[Path]:
+    """Every processed folder of wiki `host`, the default one first: one per set of conversion options its
+    pages were converted with (a page's stale failure records are in each). One listing of processed/."""
+    default = processed_dir(host)
+    try:
+        names = os.listdir(default.parent)
+    except FileNotFoundError:
+        return [default]
+    others = sorted(default.parent / name for name in names
+                    if name.startswith(default.name + "~") and _OPTIONS_FOLDER.fullmatch(name[len(default.name):]))
+    return [default, *others]
+
+
+_VALIDATION_ENDING = re.compile(r"-val(?:[0-9.]|inf|nan)[0-9.e+-]*\Z", re.IGNORECASE)
+
+
+def manifest_name_problem(name: str) -> str | None:
+    """What keeps `name` from being a manifest's name in the folders named after manifest sets, or None:
+    '+' joins the names of a set, and a '-val<N>' ending is a training set's validation split."""
+    if "+" in name:
+        return "it holds '+', which joins the names of several manifests in a training set's folder"
+    if _VALIDATION_ENDING.search(name):
+        return "it ends like '-val0.2', which names a training set's validation split"
+    return None
+
+
+def manifest_set_name(manifests) -> str:
+    """One name for a list of manifest names, in folder names (training sets, scratch models): the names
+    joined by '+', or '+' and a hash of the list when that would be long or hold other characters. A
+    manifest's name never holds '+' (sources.manifest refuses it), so two lists never share a name."""
+    for name in manifests:
+        problem = manifest_name_problem(name)
+        if problem:
+            raise PathError(f"manifest name {quote(name)}: {problem}. Rename the manifest's file.")
+    names = "+".join(manifests)
+    if len(names) > 60 or not re.fullmatch(r"[A-Za-z0-9_.-]+(\+[A-Za-z0-9_.-]+)*", names):
+        names = "+" + hashlib.sha1(json.dumps(list(manifests)).encode("utf-8")).hexdigest()[:12]
+    return names
 
 
 def processed_page(host: str, title: str) -> Path:
-    return processed_dir(host) / f"{title_to_stem(title)}.md"
+    """A page's Markdown made with the default conversion options."""
+    return processed_file(processed_dir(host), title)
+
+
+def processed_file(folder: Path, title: str) -> Path:
+    """A page's Markdown in a processed folder (convert.stage.processed_folder gives a manifest's)."""
+    return folder / f"{title_to_stem(title)}.md"
 
 
 def failure_dir(stage_dir: Path) -> Path:
