@@ -3,12 +3,12 @@
 A plain `.xml`, `.xml.bz2`, `.gz` or `.xz` export can only be read from its start. Instead of every chunk
 reading it (chunks x dump size), one task reads it once and leaves each chunk's pages in
 `.cache/dump-chunks/<manifest>/chunk-<N>.jsonl.gz` (JSON lines, gzip level 1); `split.json`, written
-last, says which derived manifest and which dump the files were cut for.
+last, says which derived manifest and which dump the files were cut for, and each file's size.
 """
 import bisect
 import gzip
 import json
-import os
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +21,7 @@ from wikiluigi.sources.mediawiki import Revision
 # Each chunk's pages wait in memory up to this many bytes, then go to its file as one gzip member:
 # memory is chunks x this (at most MAX_CHUNKS x 64 KiB), however many pages the dump holds.
 _BUFFER_BYTES = 1 << 16
+SPLIT_RECORD = "split.json"
 
 
 def folder(manifest: str) -> Path:
@@ -39,49 +40,89 @@ def stamp(derived: Derived) -> dict:
             "derived_mtime_ns": derived_file.stat().st_mtime_ns if derived_file.exists() else 0}
 
 
-def is_split(derived: Derived) -> bool:
+def _record(derived: Derived) -> dict | None:
     try:
-        return json.loads((folder(derived.name) / "split.json").read_text(encoding="utf-8")) == stamp(derived)
+        recorded = json.loads((folder(derived.name) / SPLIT_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def is_split(derived: Derived, chunk: int | None = None) -> bool:
+    """Whether the chunk files (or the one of `chunk`) were cut for this derived manifest and are each the
+    size split.json recorded (a file cut short, grown or gone is cut again)."""
+    recorded = _record(derived)
+    if recorded is None or {k: v for k, v in recorded.items() if k != "sizes"} != stamp(derived):
         return False
+    sizes = recorded.get("sizes")
+    if not isinstance(sizes, list) or len(sizes) != derived.chunk_count:
+        return False
+    if chunk is not None:
+        return 0 <= chunk < len(sizes) and _size(chunk_file(derived.name, chunk)) == sizes[chunk]
+    return all(_size(chunk_file(derived.name, number)) == size for number, size in enumerate(sizes))
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def split(derived: Derived, progress=None) -> int:
     """One pass over the dump: every page of the derived manifest into its chunk's file. Returns the
-    number of pages written; a page the dump does not hold is simply absent (its chunk says so)."""
+    number of pages written; a page the dump does not hold is simply absent (its chunk says so).
+    Each chunk is written to a temporary file of this run's own (never one a killed run left), fsync'ed
+    and renamed into place at the end; split.json, with each file's size, is written last."""
     target = folder(derived.name)
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "split.json").unlink(missing_ok=True)
-    for old in target.glob("chunk-*"):
+    pagefiles.make_folder(target)
+    (target / SPLIT_RECORD).unlink(missing_ok=True)
+    for old in [*target.glob("chunk-*"), *target.glob(".chunk-*.part")]:  # .part: an older wikiluigi's
         old.unlink()
+    pagefiles.remove_stale_temporaries(target)
     firsts = [derived.titles[i] for i in range(0, len(derived.titles), derived.chunk_size)]
     buffers: dict[int, list[bytes]] = {}
     sizes: dict[int, int] = {}
+    temporaries: dict[int, Path] = {}
     written = 0
 
     def flush(chunk: int) -> None:
-        with open(target / f".chunk-{chunk:05d}.part", "ab") as out:
+        if chunk not in temporaries:
+            temporaries[chunk] = pagefiles.temporary_name(chunk_file(derived.name, chunk))
+            mode = "xb"
+        else:
+            mode = "ab"
+        with open(temporaries[chunk], mode) as out:
             out.write(gzip.compress(b"".join(buffers.pop(chunk)), compresslevel=1, mtime=0))
         sizes[chunk] = 0
 
-    for page in dump.iter_pages(Path(derived.source["dump"]), titles=derived.title_set):
-        chunk = bisect.bisect_right(firsts, page.title) - 1
-        line = json.dumps({"title": page.title, "revision_id": page.revision_id, "timestamp": page.timestamp,
-                           "text": page.text}, ensure_ascii=False).encode("utf-8") + b"\n"
-        buffers.setdefault(chunk, []).append(line)
-        sizes[chunk] = sizes.get(chunk, 0) + len(line)
-        if sizes[chunk] >= _BUFFER_BYTES:
+    try:
+        for page in dump.iter_pages(Path(derived.source["dump"]), titles=derived.title_set):
+            chunk = bisect.bisect_right(firsts, page.title) - 1
+            line = json.dumps({"title": page.title, "revision_id": page.revision_id, "timestamp": page.timestamp,
+                               "text": page.text}, ensure_ascii=False).encode("utf-8") + b"\n"
+            buffers.setdefault(chunk, []).append(line)
+            sizes[chunk] = sizes.get(chunk, 0) + len(line)
+            if sizes[chunk] >= _BUFFER_BYTES:
+                flush(chunk)
+            written += 1
+            if progress and written % 1000 == 0:
+                progress(written, len(derived.titles))
+        for chunk in list(buffers):
             flush(chunk)
-        written += 1
-        if progress and written % 1000 == 0:
-            progress(written, len(derived.titles))
-    for chunk in list(buffers):
-        flush(chunk)
-    for chunk in range(derived.chunk_count):
-        part = target / f".chunk-{chunk:05d}.part"
-        if part.exists():
-            os.replace(part, chunk_file(derived.name, chunk))
-    pagefiles.write_json(target / "split.json", stamp(derived))
+        with pagefiles.durable_batch():
+            for chunk in range(derived.chunk_count):
+                if chunk in temporaries:
+                    pagefiles.publish(temporaries.pop(chunk), chunk_file(derived.name, chunk))
+        record = {**stamp(derived), "sizes": [_size(chunk_file(derived.name, chunk))
+                                              for chunk in range(derived.chunk_count)]}
+        pagefiles.write_json(target / SPLIT_RECORD, record)
+    except OSError as error:
+        raise DumpError(f"{derived.name}: cutting {derived.source['dump']} into {target} stopped: {error}. "
+                        f"Free some space there if the disk is full, then run again: it starts afresh.") from None
+    finally:
+        for tmp in temporaries.values():
+            tmp.unlink(missing_ok=True)
     return written
 
 
@@ -102,9 +143,11 @@ class SplitChunk:
                     if page["title"] in wanted:
                         yield Revision(title=page["title"], text=page["text"], revision_id=page["revision_id"],
                                        timestamp=page["timestamp"])
-        except (OSError, EOFError, ValueError) as error:
-            raise DumpError(f"{self.path}: damaged ({error}); delete {self.path.parent} and run again, "
-                            f"it is cut again from the dump") from None
+        except (OSError, EOFError, ValueError, zlib.error) as error:
+            # Not the file split.json recorded: it no longer counts as split, and the next run cuts it again.
+            (self.path.parent / SPLIT_RECORD).unlink(missing_ok=True)
+            raise DumpError(f"{self.path} is damaged ({error}): run again, and the dump is cut again "
+                            f"(SplitDump); if this comes back, check the disk.") from None
 
     def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
         yield from dump.found_or_missing(titles, {page.title: page for page in self.pages(set(titles))}, self.dump_name)

@@ -41,10 +41,10 @@ def open_chunk_source(meta, chunk: int):
         yield MultistreamChunk(Path(meta.source["dump"]), dict(zip(meta.chunk(chunk), meta.chunk_offsets(chunk))))
     else:
         from wikiluigi.sources import dumpsplit
-        if not dumpsplit.is_split(meta):  # else every page of the chunk would look absent from the dump
+        if not dumpsplit.is_split(meta, chunk):  # else every page of the chunk would look absent from the dump
             raise DumpError(f"{meta.name}: the dump {meta.source['dump']} is not split for this derived manifest "
-                            f"(no current {dumpsplit.folder(meta.name) / 'split.json'}): run Scrape, or SplitDump "
-                            f"--manifest {meta.name}, which cuts it first.")
+                            f"(chunk {chunk}'s file is not the one {dumpsplit.folder(meta.name) / 'split.json'} "
+                            f"records): run Scrape, or SplitDump --manifest {meta.name}, which cuts it again.")
         yield dumpsplit.SplitChunk(dumpsplit.chunk_file(meta.name, chunk), Path(meta.source["dump"]).name)
 
 

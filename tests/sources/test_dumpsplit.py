@@ -1,0 +1,123 @@
+"""A plain dump cut once into one file per chunk, after kills, a full disk and damaged chunk files."""
+import errno
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import synthetic_wiki
+from wikiluigi import paths
+from wikiluigi.errors import DumpError
+from wikiluigi.sources import dumpsplit
+from wikiluigi.sources.derived import Derived
+from wikiluigi.sources.source import dump_stamp, open_chunk_source
+
+
+@pytest.fixture
+def plain(data_dir, tmp_path, monkeypatch):
+    """A derived manifest of 300 articles of a plain dump, in chunks of 100; small gzip members, so
+    that each chunk's file is written in several parts."""
+    wiki = synthetic_wiki.write_plain(tmp_path / "dumps" / "synth.xml", 300, paragraphs=1)
+    monkeypatch.setattr(dumpsplit, "_BUFFER_BYTES", 4096)
+    return Derived(name="synth", host="synth", source={"dump": str(wiki.dump)}, titles=tuple(sorted(wiki.articles)),
+                   chunk_size=100, counts={}, dump_stamp=dump_stamp(wiki.dump))
+
+
+def chunk_titles(meta: Derived, chunk: int) -> list[str]:
+    with gzip.open(dumpsplit.chunk_file(meta.name, chunk), "rt", encoding="utf-8") as lines:
+        return [json.loads(line)["title"] for line in lines]
+
+
+def pages_of(meta: Derived, chunk: int) -> dict:
+    with open_chunk_source(meta, chunk) as source:
+        return dict(source.revisions(list(meta.chunk(chunk))))
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_what_a_killed_split_left_is_never_appended_to(plain):
+    folder = dumpsplit.folder(plain.name)
+    folder.mkdir(parents=True)
+    # An older wikiluigi's part file and a temporary of a killed run, each holding a page already.
+    member = gzip.compress(json.dumps({"title": plain.titles[0], "revision_id": 1, "timestamp": "",
+                                       "text": "stale"}).encode() + b"\n")
+    (folder / ".chunk-00000.part").write_bytes(member)
+    killed = folder / f".tmp-{dead_pid()}-1-0@{paths.machine_name()}.part"
+    killed.write_bytes(member[:-7])                    # and torn
+    assert dumpsplit.split(plain) == 300
+    assert sorted(p.name for p in folder.iterdir()) == [f"chunk-0000{n}.jsonl.gz" for n in range(3)] + ["split.json"]
+    for chunk in range(3):
+        assert sorted(chunk_titles(plain, chunk)) == list(plain.chunk(chunk))     # each page once
+    assert pages_of(plain, 0)[plain.titles[0]].text != "stale"
+    assert dumpsplit.is_split(plain)
+
+
+def test_a_full_disk_stops_the_split_with_a_clear_error_and_the_next_run_starts_afresh(plain, monkeypatch):
+    real_compress, calls = gzip.compress, []
+
+    def compress(data, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_compress(data, *args, **kwargs)
+    monkeypatch.setattr(gzip, "compress", compress)
+    with pytest.raises(DumpError, match=r"synth: cutting .*synth\.xml into .*dump-chunks/synth stopped: .*No space "
+                                        r"left on device.*Free some space"):
+        dumpsplit.split(plain)
+    folder = dumpsplit.folder(plain.name)
+    assert os.listdir(folder) == [] and not dumpsplit.is_split(plain)
+    with pytest.raises(DumpError, match=r"not split for this derived manifest.*run Scrape, or SplitDump --manifest synth"):
+        pages_of(plain, 0)                               # never "not in the dump" for every page
+    monkeypatch.setattr(gzip, "compress", real_compress)
+    assert dumpsplit.split(plain) == 300
+    assert all(sorted(chunk_titles(plain, chunk)) == list(plain.chunk(chunk)) for chunk in range(3))
+
+
+def test_each_chunk_file_is_fsynced_before_its_rename(plain, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append(("replace", str(dst))), real_replace(src, dst)))
+    dumpsplit.split(plain)
+    for chunk in range(3):
+        target = str(dumpsplit.chunk_file(plain.name, chunk))
+        renamed = events.index(("replace", target))
+        assert events[renamed - 1][0] == "fsync" and events[renamed - 1][1].endswith(".part")
+    assert ("fsync", str(dumpsplit.folder(plain.name))) in events
+
+
+def test_a_chunk_file_cut_short_is_cut_again(plain):
+    dumpsplit.split(plain)
+    path = dumpsplit.chunk_file(plain.name, 1)
+    path.write_bytes(path.read_bytes()[:-100])
+    assert not dumpsplit.is_split(plain)                # SplitDump is not complete: it runs again
+    with pytest.raises(DumpError, match="not split for this derived manifest"):
+        pages_of(plain, 1)
+    dumpsplit.split(plain)
+    assert sorted(pages_of(plain, 1)) == sorted(plain.chunk(1))
+
+
+def test_a_damaged_chunk_file_is_an_error_naming_it_then_cut_again(plain):
+    dumpsplit.split(plain)
+    path = dumpsplit.chunk_file(plain.name, 2)
+    data = bytearray(path.read_bytes())
+    for at in range(40, len(data) - 40, 97):           # the same size, garbage inside its gzip members
+        data[at] ^= 0x5A
+    path.write_bytes(bytes(data))
+    assert dumpsplit.is_split(plain)
+    with pytest.raises(DumpError) as caught:
+        pages_of(plain, 2)
+    message = str(caught.value)
+    assert message.startswith(f"{path} is damaged (") and "the dump is cut again (SplitDump)" in message
+    assert "Traceback" not in message and not dumpsplit.is_split(plain)
+    dumpsplit.split(plain)
+    found = pages_of(plain, 2)
+    assert sorted(found) == sorted(plain.chunk(2)) and all(not isinstance(page, str) for page in found.values())
