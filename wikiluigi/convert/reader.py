@@ -1,0 +1,427 @@
+"""The fast front end: cleaned wikitext (after `wikitext.prepare`) read straight into the filtered document model.
+
+A line loop finds the blocks (headings, paragraphs, lists, indented lines, preformatted lines), a small
+inline pass reads each block's text (bold and italics, links as their text, maths, code, sub- and
+superscripts, line breaks, entities), and the tidying of `filters.py` is done as the nodes are made:
+the result is what `filters.filter_page` makes of pandoc's reading of the same text, ready for
+`markdown.write`. What it does not cover (tables, definition lists, poems, block-level HTML, markup
+inside code, links left inside links) raises `Unsupported`: the caller sends that page to pandoc.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+from wikiluigi.convert.filters import drop_empty_sections, drop_sections, title_header
+
+
+class Unsupported(Exception):
+    """A construct the fast reader leaves to pandoc (the message says which)."""
+
+
+# Elements whose content is not wikitext, cut out of the text before the inline pass.
+_VERBATIM = re.compile(r"<(math|nowiki|code|tt)(?:\s[^<>]*)?>(.*?)</\1\s*>", re.S | re.I)
+_PLACEHOLDER = re.compile("\ue010(\\d+)\ue011")
+_HEADING = re.compile(r"^(={1,6})(.+?)\1[ \t]*$")
+_LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]([a-z]*)")
+_EXTERNAL = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher|mailto):(?://)?|//)[^\s\[\]<>\"]+(?:[ \t]+([^\]\n]*))?\]")
+_TOKEN = re.compile(r"'{2,5}|<(/?)([A-Za-z][A-Za-z0-9]*)\b[^<>]*?(/?)>|\ue010\d+\ue011")
+_LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]+)*|simple")
+_SPACES = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r" (?=[.,;:])")
+_ALNUM = re.compile(r"[^\W_]")
+# Inline tags: what each becomes (a node type, None to unwrap it, "break" for a line break).
+_TAGS = {
+    "sub": "Subscript", "sup": "Superscript", "s": "Strikeout", "del": "Strikeout", "strike": "Strikeout",
+    "i": "Emph", "em": "Emph", "b": "Strong", "strong": "Strong",
+    "small": None, "big": None, "span": None, "u": None, "ins": None, "font": None, "abbr": None,
+    "cite": None, "var": None, "bdi": None, "dfn": None, "kbd": None, "samp": None, "mark": None,
+    "br": "break", "wbr": None,
+}
+_BLOCK_TAGS = {"div", "blockquote", "center", "p", "ul", "ol", "li", "dl", "dt", "dd", "table", "tr", "td",
+               "th", "caption", "pre", "poem", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "source",
+               "syntaxhighlight", "gallery", "references", "ref", "section", "includeonly", "noinclude"}
+_CODE_MARKUP = re.compile(r"''|\[\[|<|\{\{")
+# Block elements read here: the innermost first, each put on a line of its own as a placeholder.
+_CONTAINER = re.compile(r"<(blockquote|div|center)(?:\s[^<>]*)?>((?:(?!<(?:blockquote|div|center)[\s>]).)*?)"
+                        r"</\1\s*>", re.S | re.I)
+_CONTAINER_START = re.compile(r"<(?:blockquote|div|center)[\s>]", re.I)
+MAX_CONTAINERS = 64
+_BLOCK_PLACEHOLDER = re.compile("\ue013(\\d+)\ue014")
+_MATH_ONLY = re.compile("\ue010(\\d+)\ue011")
+LINK_EDGE = "\ue012"  # keeps a link's quotes apart from quotes around it; removed with the text
+
+
+def read(title: str, text: str, options) -> list | None:
+    """The filtered blocks of one page (`title_header` on top), None when no text is left, as
+    `filters.filter_page` gives for pandoc's reading. Raises Unsupported for what pandoc must read."""
+    if "{|" in text or "<poem" in text.lower():
+        raise Unsupported("a table or a poem")
+    verbatim: list[dict] = []
+    containers: list[tuple[str, str]] = []
+    if "<" in text:
+        text = _VERBATIM.sub(lambda m: _cut_verbatim(m, verbatim), text)
+        text = _cut_containers(text, containers)
+    blocks = _blocks(text, verbatim, containers)
+    blocks = drop_sections(blocks, options.drop_sections)
+    blocks = drop_empty_sections(blocks)
+    if not any(block["t"] != "Header" for block in blocks):
+        return None
+    return [title_header(title), *blocks]
+
+
+def _cut_containers(text: str, containers: list) -> str:
+    """Blockquotes, divs and centred blocks replaced by placeholders on lines of their own."""
+    count = len(_CONTAINER_START.findall(text))
+    if not count:
+        return text
+    if count > MAX_CONTAINERS:
+        raise Unsupported("many block-level HTML elements")
+
+    def cut(match: re.Match) -> str:
+        containers.append((match.group(1).lower(), match.group(2)))
+        return f"\n\ue013{len(containers) - 1}\ue014\n"
+
+    for _ in range(count):
+        text, found = _CONTAINER.subn(cut, text)
+        if not found:
+            break
+    return text
+
+
+def _blocks(text: str, verbatim: list, containers: list) -> list:
+    """The blocks of a text (a page, or a blockquote's content)."""
+    blocks: list = []
+    paragraph: list[str] = []
+    lists: list[tuple[str, list]] = []  # the open list items: (marker, item blocks)
+    for line in text.split("\n"):
+        first = line[:1]
+        if first in ("*", "#", ":", ";"):
+            if paragraph:
+                _add_paragraph(blocks, paragraph, verbatim)
+                paragraph = []
+            math = _MATH_ONLY.fullmatch(line.lstrip(":").strip()) if first == ":" else None
+            if math and verbatim[int(math.group(1))] is not None and verbatim[int(math.group(1))]["t"] == "Math":
+                tex = verbatim[int(math.group(1))]["c"][1]
+                verbatim.append({"t": "Math", "c": [{"t": "DisplayMath"}, tex]})
+                paragraph.append(f"\ue010{len(verbatim) - 1}\ue011")  # pandoc goes on with the lines after it
+                continue
+            _list_line(blocks, line, verbatim)
+            continue
+        if first == "\ue013":
+            placeholder = _BLOCK_PLACEHOLDER.fullmatch(line)
+            if placeholder:
+                if paragraph:
+                    _add_paragraph(blocks, paragraph, verbatim)
+                    paragraph = []
+                kind, content = containers[int(placeholder.group(1))]
+                inner = _blocks(content, verbatim, containers)
+                if kind == "blockquote":
+                    if inner:
+                        blocks.append({"t": "BlockQuote", "c": inner})
+                else:
+                    blocks.extend(inner)
+                continue
+        if not line.strip():
+            if paragraph:
+                _add_paragraph(blocks, paragraph, verbatim)
+                paragraph = []
+            continue
+        if first == "=":
+            heading = _HEADING.match(line)
+            if heading:
+                if paragraph:
+                    _add_paragraph(blocks, paragraph, verbatim)
+                    paragraph = []
+                inlines = _inlines(heading.group(2).strip(), verbatim)
+                if _has_text(inlines):
+                    blocks.append({"t": "Header", "c": [len(heading.group(1)), ["", [], []], inlines]})
+                continue
+        if first == " " or first == "\t":
+            raise Unsupported("preformatted lines")
+        if line.startswith("----"):
+            if paragraph:
+                _add_paragraph(blocks, paragraph, verbatim)
+                paragraph = []
+            line = line.lstrip("-")
+            if not line.strip():
+                continue
+        paragraph.append(line)
+    if paragraph:
+        _add_paragraph(blocks, paragraph, verbatim)
+    return _join_lists(blocks)
+
+
+def _cut_verbatim(match: re.Match, verbatim: list) -> str:
+    tag, content = match.group(1).lower(), match.group(2)
+    if tag == "math":
+        tex = content.strip()
+        if "{{" in tex or "}}" in tex:
+            tex = re.sub(r"\{(?=\{)", "{ ", re.sub(r"\}(?=\})", "} ", tex))
+        node = {"t": "Math", "c": [{"t": "InlineMath"}, tex]} if tex else None
+    elif tag == "nowiki":
+        node = {"t": "Str", "c": html.unescape(content)} if content else None
+    else:
+        if _CODE_MARKUP.search(content):
+            raise Unsupported("markup inside code")
+        code = html.unescape(content).replace("\xa0", " ")
+        node = {"t": "Code", "c": [["", [], []], code]} if code.strip() else None
+    verbatim.append(node)
+    return f"\ue010{len(verbatim) - 1}\ue011"
+
+
+def _add_paragraph(blocks: list, lines: list[str], verbatim: list) -> None:
+    inlines = _inlines("\n".join(lines), verbatim)
+    if _has_text(inlines):
+        blocks.append({"t": "Para", "c": inlines})
+
+
+def _list_line(blocks: list, line: str, verbatim: list) -> None:
+    """A list line (`*`, `#`, `:`, `;` markers) added to the list blocks at the end of `blocks`."""
+    markers = line[:len(line) - len(line.lstrip("*#:;"))]
+    content = line[len(markers):]
+    if ";" in markers:
+        if markers != ";":
+            raise Unsupported("a definition list inside a list")
+        term, colon, definition = content.partition(":")
+        if colon and ("[[" in term or "//" in term or "\ue010" in term):
+            raise Unsupported("a definition list term with a colon")
+        for part in (term, definition):
+            inlines = _inlines(part.strip(), verbatim)
+            if _has_text(inlines):
+                blocks.append({"t": "Para", "c": inlines})
+        return
+    inlines = _inlines(content.strip(), verbatim)
+    if markers[0] == ":":
+        if set(markers) != {":"}:
+            raise Unsupported("a list inside an indented line")
+        # `:` indentation: a definition list without a term, which the filters unwrap into its blocks
+        if _has_text(inlines):
+            blocks.append({"t": "Para", "c": inlines})
+        return
+    if ":" in markers:
+        raise Unsupported("an indented line inside a list")
+    container = blocks
+    for depth, marker in enumerate(markers):
+        kind = "BulletList" if marker == "*" else "OrderedList"
+        last = container[-1] if container else None
+        if last is None or last["t"] != kind or not last.get("open"):
+            last = {"t": kind, "c": [], "open": True} if kind == "BulletList" else \
+                {"t": kind, "c": [[1, {"t": "DefaultStyle"}, {"t": "DefaultDelim"}], []], "open": True}
+            container.append(last)
+        items = last["c"] if kind == "BulletList" else last["c"][1]
+        if depth == len(markers) - 1 or not items:
+            items.append([])
+        container = items[-1]
+    if _has_text(inlines):
+        container.append({"t": "Plain", "c": inlines})
+
+
+def _close(blocks: list) -> list:
+    """Lists lose their empty items, then empty lists go (as the filters do)."""
+    out = []
+    for block in blocks:
+        kind = block["t"]
+        if kind in ("BulletList", "OrderedList"):
+            items = block["c"] if kind == "BulletList" else block["c"][1]
+            items = [closed for closed in (_join_lists(_close(item)) for item in items) if closed]
+            if items:
+                out.append({"t": kind, "c": items} if kind == "BulletList" else {"t": kind, "c": [block["c"][0], items]})
+        else:
+            out.append(block)
+    return out
+
+
+def _join_lists(blocks: list) -> list:
+    """Empty items and lists gone, and two lists of one kind in a row made one (filters._join_lists)."""
+    out: list = []
+    for block in _close(blocks):
+        kind = block["t"]
+        if out and kind == out[-1]["t"] == "BulletList":
+            out[-1]["c"].extend(block["c"])
+        elif out and kind == out[-1]["t"] == "OrderedList":
+            out[-1]["c"][1].extend(block["c"][1])
+        else:
+            out.append(block)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Inlines
+
+def _link(match: re.Match) -> str:
+    target, label, trail = match.group(1), match.group(2), match.group(3)
+    if label is None:
+        namespace, colon, _ = target.partition(":")
+        if colon:
+            name = namespace.replace("_", " ").strip()
+            if name.lower() == "category" or _LANGUAGE_PREFIX.fullmatch(name):
+                return ""
+        text = target + trail
+    else:
+        text = label + trail
+    return LINK_EDGE + text + LINK_EDGE if "'" in text else text
+
+
+def _inlines(text: str, verbatim: list) -> list:
+    """The inline nodes of a block's text, tidied as the filters tidy them."""
+    if "[" in text:
+        if "[[" in text:
+            text = _LINK.sub(_link, text)
+            if "[[" in text and "]]" in text:
+                raise Unsupported("a link left inside a link")
+        if "//" in text:
+            text = _EXTERNAL.sub(lambda m: m.group(1) or "", text)
+    root: list = []
+    lines = text.split("\n")
+    for number, line in enumerate(lines):
+        if number:
+            root.append(" ")
+        _line_inlines(line, verbatim, root)
+    return _tidy(root)
+
+
+def _line_inlines(line: str, verbatim: list, root: list) -> None:
+    """One line's inlines appended to `root`: raw text as strings, nodes as dicts; quotes and tags
+    left open at the end of the line are closed there (as MediaWiki and pandoc do)."""
+    stack: list[tuple[str, list]] = []  # (node type or tag name, its content)
+    current = root
+    position = 0
+    for match in _TOKEN.finditer(line):
+        if match.start() > position:
+            current.append(line[position:match.start()])
+        position = match.end()
+        token = match.group(0)
+        if token[0] == "'":
+            wanted = {2: ["Emph"], 3: ["Strong"], 5: ["Strong", "Emph"]}.get(len(token))
+            if wanted is None:  # four quotes: one is text
+                current.append("'")
+                wanted = ["Strong"]
+            for kind in wanted:
+                opened = [i for i, (k, _) in enumerate(stack) if k == kind]
+                if opened:
+                    while len(stack) > opened[-1]:
+                        current = _pop(stack, root)
+                else:
+                    node = {"t": kind, "c": []}
+                    current.append(node)
+                    stack.append((kind, node["c"]))
+                    current = node["c"]
+            if len(token) == 5 and len(stack) >= 2 and stack[-1][0] == "Emph" and stack[-2][0] == "Strong":
+                pass
+            continue
+        if token[0] == "\ue010":
+            node = verbatim[int(token[1:-1])]
+            if node is not None:
+                current.append(node)
+            continue
+        closing, name, self_closing = match.group(1), match.group(2).lower(), match.group(3)
+        if name in _BLOCK_TAGS or "\ue013" in token:
+            raise Unsupported(f"a <{name}> tag")
+        if name not in _TAGS:
+            continue  # raw HTML the filters drop (its content stays)
+        kind = _TAGS[name]
+        if kind == "break":
+            if not closing:
+                current.append({"t": "LineBreak"})
+            continue
+        if kind is None or self_closing:
+            continue
+        if closing:
+            opened = [i for i, (k, _) in enumerate(stack) if k == name]
+            if opened:
+                while len(stack) > opened[-1]:
+                    current = _pop(stack, root)
+            continue
+        node = {"t": kind, "c": []}
+        current.append(node)
+        stack.append((name, node["c"]))
+        current = node["c"]
+    if position < len(line):
+        current.append(line[position:])
+    while stack:
+        current = _pop(stack, root)
+
+
+def _pop(stack: list, root: list) -> list:
+    stack.pop()
+    return stack[-1][1] if stack else root
+
+
+def _tidy(raw: list) -> list:
+    """Raw pieces (strings and nodes) as the filters leave inlines: text in Str runs with single spaces,
+    Space nodes between a run and a node, no space at either end or before closing punctuation, no
+    empty formatting (a node without a letter or digit goes with its content)."""
+    out: list = []
+    for piece in raw:
+        if isinstance(piece, str):
+            if "\u200b" in piece or LINK_EDGE in piece:
+                piece = piece.replace("\u200b", "").replace(LINK_EDGE, "")
+            if "&" in piece and ";" in piece:
+                piece = html.unescape(piece)
+            if "{{" in piece or "}}" in piece:
+                piece = piece.replace("{{", "").replace("}}", "")
+            _add_text(out, piece)
+            continue
+        kind = piece["t"]
+        if kind in ("Emph", "Strong", "Strikeout", "Superscript", "Subscript"):
+            content = _tidy_content(piece["c"])
+            if not _has_text(content):
+                continue
+            piece = {"t": kind, "c": content}
+        elif kind == "Str":  # nowiki text
+            _add_text(out, piece["c"])
+            continue
+        elif kind == "LineBreak":
+            while out and out[-1]["t"] == "Space":
+                out.pop()
+            if not out or out[-1]["t"] == "LineBreak":
+                continue
+        out.append(piece)
+    while out and out[-1]["t"] in ("Space", "LineBreak"):
+        out.pop()
+    return out
+
+
+def _tidy_content(raw: list) -> list:
+    return _tidy(raw)
+
+
+def _add_text(out: list, text: str) -> None:
+    """Text appended to the inlines: runs of words in one Str, spaces at its ends as Space nodes."""
+    if not text:
+        return
+    words = _SPACES.split(text)
+    leading, trailing = words[0] == "", words[-1] == ""
+    body = " ".join(word for word in words if word)
+    if body and " " in body and " " in body:
+        body = _SPACE_BEFORE_PUNCTUATION.sub("", body)
+    if leading or not body:
+        if out and out[-1]["t"] not in ("Space", "LineBreak"):
+            out.append({"t": "Space"})
+    if body:
+        if out and out[-1]["t"] == "Space" and body[0] in ".,;:":
+            out.pop()
+        if out and out[-1]["t"] == "Str":
+            out[-1] = {"t": "Str", "c": out[-1]["c"] + body}
+        else:
+            out.append({"t": "Str", "c": body})
+        if trailing:
+            out.append({"t": "Space"})
+
+
+def _has_text(inlines: list) -> bool:
+    """Whether inlines hold a letter or digit (or code, or maths) to read."""
+    for node in inlines:
+        kind = node["t"]
+        if kind == "Str":
+            if _ALNUM.search(node["c"]):
+                return True
+        elif kind in ("Code", "Math"):
+            if node["c"][1].strip():
+                return True
+        elif kind in ("Space", "LineBreak"):
+            continue
+        elif _has_text(node["c"]):
+            return True
+    return False
