@@ -134,3 +134,63 @@ def test_a_run_of_the_older_layout_is_a_clear_error(tmp_path, base):
     (tmp_path / "run" / "checkpoint").write_text('model_checkpoint_path: "model-40"\n')
     with pytest.raises(ModelError, match=r"run of an older wikiluigi .* delete it to start again"):
         RunFolder(tmp_path / "run").open(IDENTITY, {}, base)
+
+
+FIRST_OPEN = """
+import os, signal, sys
+from wikiluigi.training.runfolder import RunFolder
+IDENTITY = {identity!r}
+renames, real_replace = [0], os.replace
+def replace(src, dst):
+    renames[0] += 1
+    if renames[0] == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)    # a kill just before this rename
+    real_replace(src, dst)
+os.replace = replace
+RunFolder(sys.argv[1]).open(IDENTITY, {{"steps": 10}}, sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4, 5])
+def test_a_kill_while_a_run_folder_is_first_written_leaves_no_run_or_a_whole_one(tmp_path, base, kill_at):
+    import signal
+    import subprocess
+    import sys
+    run = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", FIRST_OPEN.format(identity=IDENTITY, kill_at=kill_at),
+                             str(run), str(base)], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (run / "run.json").exists()               # not a run yet
+    state = RunFolder(run).open(IDENTITY, {"steps": 10}, base)   # the next Train goes on
+    assert state.step == 0
+    for name in runfolder.MODEL_FILES:
+        assert (run / name).read_bytes() == (base / name).read_bytes()
+    assert runfolder.load_info(run)["settings"] == {"steps": 10}
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_model_file_torn_before_the_run_was_started_is_copied_again(tmp_path, base):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hparams.json").write_text('{"n_vocab": 5, "n_')      # an older wikiluigi's copy, cut by a kill
+    RunFolder(run).open(IDENTITY, {"steps": 10}, base)
+    assert (run / "hparams.json").read_bytes() == (base / "hparams.json").read_bytes()
+
+
+def test_a_checkpoint_is_on_disk_before_it_is_named_and_its_name_after(tmp_path, base, monkeypatch):
+    import os
+    folder = RunFolder(tmp_path / "run")
+    folder.open(IDENTITY, {"steps": 10}, base)
+    folder.append(row(1))
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd)))
+    monkeypatch.setattr(os, "rename", lambda src, dst: (events.append(("rename", str(dst))), real_rename(src, dst)))
+    save(folder, LATEST, 1)
+    folder.close()
+    published = events.index(("rename", str(tmp_path / "run" / LATEST)))
+    synced = {what for kind, what in events[:published] if kind == "fsync"}
+    tmp = [what for kind, what in events if kind == "fsync" and what.endswith("/model.bin")][0].rsplit("/", 1)[0]
+    assert {f"{tmp}/model.bin", f"{tmp}/checkpoint.json", tmp, str(tmp_path / "run" / "loss.csv")} <= synced
+    assert ("fsync", str(tmp_path / "run")) in events[published:]

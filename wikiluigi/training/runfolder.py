@@ -32,6 +32,7 @@ How the training loop (wikiluigi.training.loop) uses it for any backend, which o
 """
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -157,10 +158,12 @@ class RunFolder:
                              f"folder): delete it to start again, or train under another run name.")
         self.recover()
         self.info = read_json(self.path / RUN_INFO) or {}
+        if not (self.path / RUN_INFO).is_file() or not (self.path / "hparams.json").is_file():
+            # Not started (run.json is written at the end of the first open): a kill may have left some of
+            # the model files; all are copied anew, each atomically, hparams.json last.
+            for name in (*[n for n in MODEL_FILES if n != "hparams.json"], "hparams.json"):
+                pagefiles.write_atomic(self.path / name, (base_dir / name).read_bytes())
         self._check_identity(identity, base_dir)
-        if not (self.path / "hparams.json").is_file():
-            for name in MODEL_FILES:                 # hparams.json last: it marks a started run
-                shutil.copyfile(base_dir / name, self.path / name)
         latest, best = checkpoint_info(self.latest), checkpoint_info(self.best)
         state = RunState(step=latest["step"] if latest else 0)
         if best and best.get("val_loss") is not None:
@@ -219,16 +222,19 @@ class RunFolder:
         self._writer.writerow(_format_row(row))
 
     def flush(self) -> None:
+        """Rows written so far onto the disk (fsync'ed: a checkpoint published after survives a power cut
+        with its rows)."""
         if self._log is not None:
             self._log.flush()
+            if pagefiles.DURABLE:
+                os.fsync(self._log.fileno())
 
     def _rewrite_log(self, rows: list[dict]) -> None:
-        tmp = self.path / f".{LOSS_LOG}.tmp-{os.getpid()}"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(LOSS_COLUMNS)
-            writer.writerows(_format_row(row) for row in rows)
-        os.replace(tmp, self.path / LOSS_LOG)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(LOSS_COLUMNS)
+        writer.writerows(_format_row(row) for row in rows)
+        pagefiles.write_atomic(self.path / LOSS_LOG, text.getvalue())
 
     # ---------------------------------------------------------------------------------- checkpoints
     @contextlib.contextmanager
@@ -257,10 +263,12 @@ class RunFolder:
         self._refresh_checkpoints()
 
     def _publish(self, tmp: Path, target: Path) -> None:
+        sync_tree(tmp)                               # the checkpoint's files on disk before it is named
         aside = self.path / f".{target.name}.old"
         if target.exists():
             os.rename(target, aside)
         os.rename(tmp, target)
+        pagefiles.sync_folder(self.path)             # the new name on disk before the old one goes
         shutil.rmtree(aside, ignore_errors=True)
 
     def _refresh_checkpoints(self) -> None:
@@ -366,6 +374,7 @@ def atomic_dir(target: Path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
+        sync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -376,6 +385,21 @@ def atomic_dir(target: Path):
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, target)
+    pagefiles.sync_folder(target.parent)
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file under a folder, then each folder (deepest first): all of it on disk before the
+    folder is renamed into place, so that a power cut leaves the old checkpoint or the whole new one."""
+    if not pagefiles.DURABLE:
+        return
+    folders = []
+    for root, _, names in os.walk(folder):
+        folders.append(Path(root))
+        for name in names:
+            pagefiles.sync_file(Path(root) / name)
+    for each in reversed(folders):
+        pagefiles.sync_folder(each)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
