@@ -46,6 +46,11 @@ def status(args) -> int:
         print(f"  {key:<10} {value}")
     if counts.failures:
         print(f"  reasons: {paths.failures_report(args.manifest)} (after a Wikipedia run)")
+    from wikiluigi.sources.refresh import last_report
+    refreshed = last_report(args.manifest)
+    print(f"  last refreshed: {refreshed['when']} ({refreshed['changed']} changed, {refreshed['new']} new, "
+          f"{refreshed['gone']} gone)" if refreshed else "  last refreshed: never (luigi --module wikiluigi Refresh "
+          f"--manifest {args.manifest})")
     return 0
 
 

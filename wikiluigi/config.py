@@ -62,3 +62,16 @@ class convert(luigi.Config):
         default=60.0, description="Seconds each step of one page's conversion (clean-up, pandoc, filters) may take.")
     page_memory = luigi.IntParameter(
         default=2048, description="MB of memory converting one page may take (pandoc's heap, the converter's growth).")
+    engine = luigi.ChoiceParameter(default="auto", choices=["auto", "pandoc"], description=(
+        "auto: the fast converter in Python, pandoc for the pages it does not cover; pandoc: every page through pandoc."))
+
+
+class refresh(luigi.Config):
+    max_removed = luigi.FloatParameter(default=0.1, description=(
+        "Share of a manifest's pages a Refresh may remove (gone from the wiki or its categories); more stops "
+        "it unless --allow-removal."))
+    attic_days = luigi.FloatParameter(default=30.0, description=(
+        "Days removed pages are kept in attic/ (so that a mistaken Refresh can be undone); 0 keeps them."))
+    recent_changes_days = luigi.FloatParameter(default=30.0, description=(
+        "An all_pages manifest refreshed within this many days asks list=recentchanges what changed since, "
+        "where that is cheaper than listing every page; 0: always list every page."))

@@ -18,7 +18,7 @@ import resource
 import signal
 from typing import Mapping
 
-from wikiluigi.convert.pandoc import Budget, ConvertOptions, PageResult, convert_pages
+from wikiluigi.convert.pandoc import Budget, ConvertOptions, PageResult, convert_pages, engine_setting
 
 # Time the parent allows on top of a step's own limit: pandoc is stopped by the child itself at
 # that limit, and the child then reports the page over budget; this catches a child that stops answering.
@@ -26,13 +26,16 @@ GRACE_SECONDS = 15.0
 PAGE_GRACE_SECONDS = 2.0
 
 
-def convert_within_budget(pages: Mapping[str, str], options: ConvertOptions, budget: Budget) -> dict[str, PageResult]:
-    """title -> PageResult for every page, converted in child processes under `budget`."""
+def convert_within_budget(pages: Mapping[str, str], options: ConvertOptions, budget: Budget,
+                          engine: str | None = None) -> dict[str, PageResult]:
+    """title -> PageResult for every page, converted in child processes under `budget`; `engine`:
+    "auto" or "pandoc" (None: luigi.cfg's `[convert] engine`)."""
+    engine = engine or engine_setting()
     results: dict[str, PageResult] = {}
     queue = [dict(pages)] if pages else []
     while queue:
         batch = queue.pop()
-        outcome = _run_child(batch, options, budget)
+        outcome = _run_child(batch, options, budget, engine)
         if isinstance(outcome, dict):
             results.update(outcome)
             continue
@@ -55,12 +58,12 @@ def convert_within_budget(pages: Mapping[str, str], options: ConvertOptions, bud
     return {title: results[title] for title in pages}
 
 
-def _run_child(batch: dict[str, str], options: ConvertOptions, budget: Budget):
+def _run_child(batch: dict[str, str], options: ConvertOptions, budget: Budget, engine: str):
     """The batch's results, or (results so far, the page of the step that failed or None for a batch
     step, the reason) when the child had to be stopped or died."""
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(send, batch, options, budget), daemon=True)
+    child = context.Process(target=_child, args=(send, batch, options, budget, engine), daemon=True)
     child.start()
     send.close()
     current: str | None = None
@@ -99,7 +102,7 @@ def _death(exitcode: int | None, budget: Budget) -> str:
     return f"the converter stopped on it (exit status {exitcode})"
 
 
-def _child(send, batch: dict[str, str], options: ConvertOptions, budget: Budget) -> None:
+def _child(send, batch: dict[str, str], options: ConvertOptions, budget: Budget, engine: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     limited = _memory_limit(budget.memory_mb) if budget.memory_mb else None
     unlimited = resource.getrlimit(resource.RLIMIT_AS)
@@ -110,7 +113,7 @@ def _child(send, batch: dict[str, str], options: ConvertOptions, budget: Budget)
         send.send(("step", title, seconds))
 
     try:
-        results = convert_pages(batch, options, budget=budget, on_step=step)
+        results = convert_pages(batch, options, budget=budget, on_step=step, engine=engine)
     except Exception as error:  # noqa: BLE001 - handed to the parent, which raises it
         send.send(("error", error, None))
     else:

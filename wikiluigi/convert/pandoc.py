@@ -24,6 +24,13 @@ The path of a batch of pages:
 3. The filters (`filters.filter_page`) run on each page's JSON blocks, a plain dict walk.
 4. One `pandoc -f json -t gfm` process writes all pages back, again split at separator paragraphs.
 
+With `[convert] engine = auto` (the default), steps 2-4 are first tried by the fast path in Python:
+`reader.read` makes the filtered document of the cleaned text and `markdown.write` writes what pandoc's
+gfm writer would. A page holding what the fast reader leaves to pandoc (tables, definition lists in
+lists, poems, block-level HTML other than blockquotes and divs, markup inside code), or on which it
+raises anything at all, goes through pandoc as above; `PageResult.engine` says which path wrote it.
+`engine = pandoc` sends every page through pandoc.
+
 No Luigi here; pypandoc is imported only when pandoc is first needed.
 """
 from __future__ import annotations
@@ -38,7 +45,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Mapping
 
+from wikiluigi.config import setting
 from wikiluigi.convert.filters import filter_page
+from wikiluigi.convert.markdown import write as write_markdown
+from wikiluigi.convert.reader import Unsupported, read as read_fast
 from wikiluigi.convert.wikitext import normalised_rules, prepare, redirect_target
 from wikiluigi.errors import ConvertError
 
@@ -52,6 +62,16 @@ WIKITEXT_FORMAT = "mediawiki-auto_identifiers"
 PANDOC_RTS = ("+RTS", "-A64m", "-RTS")
 
 EMPTY = "empty after filtering"
+ENGINES = ("auto", "pandoc")
+
+
+def engine_setting() -> str:
+    """`[convert] engine` from luigi.cfg: auto (the fast path where it covers the page) or pandoc."""
+    engine = setting("convert", "engine", "auto").strip().lower()
+    if engine not in ENGINES:
+        raise ConvertError(f"luigi.cfg [convert] engine = {engine!r} is not one of {', '.join(ENGINES)}: "
+                           "set auto (the fast path, pandoc where it does not cover a page) or pandoc")
+    return engine
 TOO_DEEP = "nested too deeply to convert (lists, tables or tags hundreds of levels deep)"
 
 
@@ -106,10 +126,13 @@ class ConvertOptions:
 
 @dataclass(frozen=True)
 class PageResult:
-    """A converted page: exactly one of `markdown` (the document) and `error` (why there is none)."""
+    """A converted page: exactly one of `markdown` (the document) and `error` (why there is none);
+    `engine`: "fast" or "pandoc", the path that read it; `fallback`: why the fast path left it to pandoc."""
 
     markdown: str | None = None
     error: str | None = None
+    engine: str = "pandoc"
+    fallback: str | None = None
 
     def __post_init__(self):
         if (self.markdown is None) == (self.error is None):
@@ -128,7 +151,8 @@ def convert_page(title: str, wikitext: str, options: ConvertOptions | None = Non
 
 def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = None, *,
                   budget: Budget | None = None,
-                  on_step: Callable[[str | None, float | None, str], None] | None = None) -> dict[str, PageResult]:
+                  on_step: Callable[[str | None, float | None, str], None] | None = None,
+                  engine: str | None = None) -> dict[str, PageResult]:
     """Convert title -> wikitext into title -> PageResult, in the order given.
 
     One pandoc process reads the batch and one writes it; a page that pandoc rejects or whose markup
@@ -137,9 +161,13 @@ def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = Non
     a page over its budget gets an error. Any error of one page's clean-up or filters is that page's
     error. `on_step(title, seconds, kind)` is told before each step: "python" (a page's clean-up or
     filters) or "pandoc" (a run for one page, or for a batch: title None), with its time limit;
-    wikiluigi.convert.budget uses it to stop a step that overruns.
+    wikiluigi.convert.budget uses it to stop a step that overruns. `engine`: "auto" or "pandoc" (None:
+    luigi.cfg's `[convert] engine`); with auto, a page the fast path reads never reaches pandoc.
     Raises ConvertError only when pandoc itself cannot be run.
     """
+    engine = engine or engine_setting()
+    fast: dict[str, str] = {}
+    fallback: dict[str, str] = {}
     options = options or ConvertOptions()
     budget = budget or Budget()
     step = on_step or (lambda title, seconds, kind: None)
@@ -159,10 +187,25 @@ def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = Non
         except Exception as error:  # noqa: BLE001 - whatever one page does, it is that page's failure
             errors[title] = _page_error("the wikitext clean-up", error, budget)
             continue
-        if text.strip():
-            texts[title] = text
-        else:
+        if not text.strip():
             errors[title] = EMPTY
+            continue
+        if engine == "auto":
+            try:
+                with _no_cycle_collection():
+                    blocks = read_fast(title, text, options)
+                    markdown = write_markdown(blocks) if blocks is not None else None
+            except Unsupported as declined:
+                fallback[title] = str(declined)
+            except Exception as error:  # noqa: BLE001 - the fast path failing is pandoc's turn, not a failure
+                fallback[title] = f"the fast path failed: {type(error).__name__}: {str(error)[:200]}"
+            else:
+                if markdown is None:
+                    errors[title] = EMPTY
+                else:
+                    fast[title] = markdown
+                continue
+        texts[title] = text
 
     documents: dict[str, list] = {}
     api_version = None
@@ -186,7 +229,15 @@ def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = Non
             documents[title] = filtered
 
     written = _write(list(documents.items()), api_version, budget, step)
-    return {title: PageResult(error=errors[title]) if title in errors else written[title] for title in pages}
+    results: dict[str, PageResult] = {}
+    for title in pages:
+        if title in fast:
+            results[title] = PageResult(markdown=fast[title], engine="fast")
+        else:
+            result = PageResult(error=errors[title]) if title in errors else written[title]
+            results[title] = PageResult(result.markdown, result.error, "pandoc", fallback.get(title)) \
+                if title in fallback else result
+    return results
 
 
 @contextmanager

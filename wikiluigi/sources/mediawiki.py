@@ -205,6 +205,59 @@ class MediaWiki:
             for page in data.get("query", {}).get("allpages", []):
                 yield page["title"]
 
+    # Listings with each page's latest revision id (prop=info), for a refresh: the caller gives them a
+    # client without the cache, since a listing must say what the wiki holds now.
+    def category_members_info(self, category: str) -> Iterator[dict]:
+        """The page record (title, ns, lastrevid, redirect) of every member of a category, 500 a request."""
+        for data in self.query_all(generator="categorymembers", gcmtitle=category, gcmlimit="max",
+                                   gcmtype="subcat|page|file", prop="info"):
+            yield from _page_list(data.get("query", {}))
+
+    def all_pages_info(self, namespace: int) -> Iterator[dict]:
+        """The page record of every page of one namespace, redirects left out, 500 a request."""
+        for data in self.query_all(generator="allpages", gapnamespace=str(namespace), gaplimit="max",
+                                   gapfilterredir="nonredirects", prop="info"):
+            yield from _page_list(data.get("query", {}))
+
+    def pages_info(self, titles: Iterable[str], follow_redirects: bool = True
+                   ) -> Iterator[tuple[str, dict | None]]:
+        """(title, the record of the page it leads to, or None when there is none), 50 titles a request;
+        with follow_redirects False a redirect's own record (with `redirect`)."""
+        for batch in self.batches(titles):
+            extra = {"redirects": "1"} if follow_redirects else {}
+            query = self.call(action="query", titles="|".join(batch), prop="info", **extra).get("query", {})
+            pages = _pages_by_title(query)
+            for title in batch:
+                page = pages.get(_follow(title, query))
+                yield title, None if _absent(page) else page
+
+    def recent_changes(self, since: str) -> Iterator[dict]:
+        """Every entry of list=recentchanges from `since` (an ISO timestamp) on, oldest first, 500 a request:
+        edits, new pages and log entries (deletions, moves with their target in `logparams`)."""
+        for data in self.query_all(list="recentchanges", rcstart=since, rcdir="newer", rclimit="max",
+                                   rcprop="title|ids|timestamp|loginfo"):
+            yield from data.get("query", {}).get("recentchanges", [])
+
+    def server_time(self) -> str:
+        """The wiki's clock (ISO 8601), one small request."""
+        return str(self.call(action="query", curtimestamp="1").get("curtimestamp", ""))
+
+    def revisions_by_id(self, revision_ids: list[int]) -> Iterator[tuple[int, Revision | str]]:
+        """(revision id, Revision) for each id, or (id, reason) when it cannot be had, 50 a request. A
+        revision never changes, so these answers may be cached for good."""
+        ids = [str(revision_id) for revision_id in revision_ids]
+        for batch in self.batches(ids):
+            found: dict[int, dict] = {}
+            for data in self.query_all(prop="revisions", rvprop="content|ids|timestamp", rvslots="main",
+                                       revids="|".join(batch)):
+                for page in _page_list(data.get("query", {})):
+                    for revision in page.get("revisions") or []:
+                        found[int(revision["revid"])] = {**page, "revisions": [revision]}
+            for revision_id in map(int, batch):
+                page = found.get(revision_id)
+                yield revision_id, (_revision(page["title"], page) if page else
+                                    "the revision is gone from the wiki (deleted meanwhile?)")
+
     # Titles and content
     def batches(self, titles: Iterable[str]) -> Iterator[list[str]]:
         batch: list[str] = []
