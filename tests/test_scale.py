@@ -169,6 +169,9 @@ def test_a_chunk_knows_it_is_done_without_listing_the_folder(data_dir, monkeypat
     meta = Derived(name="quiet", host="quiet", source={"api": "http://127.0.0.1:9/api.php"}, titles=titles,
                    chunk_size=5, counts={})
     derived.write(paths.derived_manifest("quiet"), meta, [], [])
+    originals = paths.original_manifest_dirs()[0]
+    originals.mkdir(parents=True, exist_ok=True)
+    (originals / "quiet.yaml").write_text("api: http://127.0.0.1:9/api.php\nhost: quiet\nall_pages: true\n")
     monkeypatch.setattr(DeriveManifest, "complete", lambda self: True)
     for title in titles:
         pagefiles.write_atomic(paths.raw_page("quiet", title), "text")

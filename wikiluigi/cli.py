@@ -4,6 +4,7 @@ import sys
 
 from wikiluigi import paths
 from wikiluigi.convert import summary
+from wikiluigi.convert.stage import processed_folder
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.sources import derived, manifest
 
@@ -40,7 +41,8 @@ def status(args) -> int:
         return 0
     counts = summary.collect(args.manifest)
     source = loaded.api or loaded.dump
-    print(f"{args.manifest} ({source}, pages in {paths.processed_dir(derived.load(args.manifest).host)}):")
+    folder = processed_folder(loaded, derived.load(args.manifest).host)
+    print(f"{args.manifest} ({source}, pages in {folder}):")
     for key, value in (("derived", counts.listed), ("raw", counts.fetched), ("processed", counts.converted),
                        ("failed", len(counts.failures))):
         print(f"  {key:<10} {value}")

@@ -411,7 +411,7 @@ def test_template_names_compare_like_mediawiki():
 def test_one_pandoc_process_each_way(startrek, monkeypatch):
     runs = count_pandoc_runs(monkeypatch)
     pages = {t: text for t, (ns, text, redirect) in startrek.items() if ns == 0}
-    results = convert_pages(pages, OPTIONS)
+    results = convert_pages(pages, OPTIONS, engine="pandoc")
     assert sum(r.ok for r in results.values()) == 27  # and 4 redirects
     assert [args[0] for args in runs] == ["--from=mediawiki-auto_identifiers", "--from=json"]
 
@@ -421,7 +421,7 @@ def test_invalid_unicode_and_timeouts(startrek):
     assert results["Broken"].error.startswith("the wikitext is not valid Unicode")
     assert results["Spock"].ok
     results = convert_pages({t: startrek[t][1] for t in ("Spock", "Sarek", "Worf")}, OPTIONS,
-                            budget=Budget(page_seconds=0.001, batch_seconds=0.001))
+                            budget=Budget(page_seconds=0.001, batch_seconds=0.001), engine="pandoc")
     assert all(r.error == "over the 0.001 s budget (pandoc was stopped)" for r in results.values())
 
 

@@ -131,5 +131,5 @@ def test_a_raw_page_that_is_not_utf8_fails_alone(data_dir):
     report = process_pages("bytes", ["Bad", "Good"], OPTIONS)
     assert report.converted == 1 and report.failed == {
         "Bad": "the raw page is not valid UTF-8 (byte 5): delete it to fetch it again"}
-    assert paths.processed_page("bytes", "Good").read_text().startswith("# Good\n\n**Spock**")
-    assert pagefiles.failures(paths.processed_dir("bytes"))[0]["reason"].startswith("the raw page is not valid UTF-8")
+    assert paths.processed_file(report.folder, "Good").read_text().startswith("# Good\n\n**Spock**")
+    assert pagefiles.failures(report.folder)[0]["reason"].startswith("the raw page is not valid UTF-8")

@@ -1,4 +1,5 @@
 """The convert stage through the real `luigi` command: Wikipedia, ProcessPage, dumps as a source."""
+import json
 import os
 import signal
 import subprocess
@@ -144,7 +145,8 @@ def test_a_killed_run_leaves_whole_files_and_a_rerun_finishes(tmp_path):
 
 def test_changed_conversion_options_convert_the_pages_again(tmp_path):
     """Markdown follows the manifest's conversion options: keep_tables, drop_sections or template_rules
-    changed, the next run converts the pages again; unchanged, it touches nothing."""
+    changed, the next run converts the pages again, into a folder of those options, the default folder's
+    pages kept; unchanged, or changed back, it touches nothing."""
     dump = write_dump(tmp_path / "tiny.xml", {
         "Boat": "A boat {{Size|big}}.\n\n{|\n| Length || 9 m\n|}\n\n== Trivia ==\nIt floats.\n[[Category:Tiny]]",
         "Oar": "An oar.\n\n== Trivia ==\nIt rows.\n[[Category:Tiny]]",
@@ -162,6 +164,54 @@ def test_changed_conversion_options_convert_the_pages_again(tmp_path):
     changed = {**manifest, "keep_tables": True, "drop_sections": ["Trivia"], "template_rules": {"Size": "{1}"}}
     make_data_dir(tmp_path / "data", {"tiny": changed})
     run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler", check_returncode=0)
-    boat = (folder / "Boat.md").read_text()
+    [other] = folder.parent.glob("tiny.example.invalid~*")
+    boat = (other / "Boat.md").read_text()
     assert boat.startswith("# Boat\n\nA boat big.\n\n") and "| Length | 9 m |" in boat and "Trivia" not in boat
-    assert (folder / "Oar.md").read_text() == "# Oar\n\nAn oar.\n"
+    assert (other / "Oar.md").read_text() == "# Oar\n\nAn oar.\n"
+    assert mtimes(folder) == before  # the default options' pages kept
+    recorded = json.loads((other / ".options.json").read_text())["options"]
+    assert recorded["keep_tables"] is True and recorded["drop_sections"][-1] == "Trivia"
+
+    make_data_dir(tmp_path / "data", {"tiny": manifest})  # back to the defaults: their pages are there
+    run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler", check_returncode=0)
+    assert mtimes(folder) == before
+
+
+def test_two_manifests_with_other_options_on_one_wiki_keep_their_pages(tmp_path):
+    """Two manifests of one wiki (one folder in raw/) that differ in drop_sections, converted one after the
+    other: neither deletes the other's pages, ProcessPage of one wipes nothing of the other's, and the
+    training set of both has every page, each as its manifest's options made it."""
+    dump = write_dump(tmp_path / "tiny.xml", {
+        f"{name} {i}": f"About {name.lower()} {i}.\n\n== Trivia ==\nFact {i}.\n\n== History ==\nOld {i}.\n"
+                       f"[[Category:{name}s]]"
+        for name in ("Boat", "Oar") for i in range(3)})
+    data_dir = make_data_dir(tmp_path / "data", {
+        "boats": {"dump": str(dump), "include_categories": ["Boats"], "drop_sections": ["Trivia"]},
+        "oars": {"dump": str(dump), "include_categories": ["Oars"], "drop_sections": ["History"]},
+    })
+    run_luigi(data_dir, "Wikipedia", "--manifest", "boats", "--local-scheduler", check_returncode=0)
+    run_luigi(data_dir, "Wikipedia", "--manifest", "oars", "--local-scheduler", check_returncode=0)
+    folders = sorted(p for p in processed_folder(data_dir, "tiny.example.invalid").parent.iterdir() if p.is_dir())
+    pages = {path.name: path.read_text() for folder in folders for path in folder.glob("*.md")}
+    assert len(folders) == 2 and len(pages) == 6
+    assert pages["Boat 1.md"] == "# Boat 1\n\nAbout boat 1.\n\n## History\n\nOld 1.\n"
+    assert pages["Oar 2.md"] == "# Oar 2\n\nAbout oar 2.\n\n## Trivia\n\nFact 2.\n"
+    before = {folder.name: mtimes(folder) for folder in folders}
+
+    run_luigi(data_dir, "ProcessPage", "--manifest", "oars", "--title", "Boat 0", "--local-scheduler",
+              check_returncode=0)  # a page of the other manifest, with this one's options
+    after = {folder.name: mtimes(folder) for folder in folders}
+    assert {name: len(found) for name, found in after.items()} == {folder.name: len(before[folder.name]) + (
+        "Boat 0.md" not in before[folder.name]) for folder in folders}
+    for name, found in before.items():
+        assert {page: after[name][page] for page in found} == found  # nothing converted again, nothing gone
+
+    run_luigi(data_dir, "TrainingSet", "--manifests", '["boats", "oars"]', "--local-scheduler",
+              check_returncode=0)
+    corpus = data_dir / "out" / "trainingset" / "boats+oars"
+    records = [json.loads(line) for name in ("train.jsonl", "validation.jsonl")
+               for line in (corpus / name).read_text().splitlines()]
+    texts = {record["title"]: record["text"] for record in records}
+    assert sorted(texts) == [f"{name} {i}" for name in ("Boat", "Oar") for i in range(3)]
+    assert "Old 1." in texts["Boat 1"] and "Fact 1." not in texts["Boat 1"]
+    assert "Fact 2." in texts["Oar 2"] and "Old 2." not in texts["Oar 2"]

@@ -3,8 +3,10 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 from wikiluigi import pagefiles, paths
@@ -18,68 +20,127 @@ PANDOC_BATCH = 100
 class ProcessReport:
     converted: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    folder: Path | None = None  # the processed folder the pages went to
 
 
-def pages_to_process(host: str, titles: list[str]) -> list[str]:
-    return pagefiles.todo(paths.processed_dir(host), PROCESSED_SUFFIX, titles)
+def pages_to_process(folder: Path, titles: list[str]) -> list[str]:
+    """The titles without Markdown (nor a failure record) in `folder`, a processed folder."""
+    return pagefiles.todo(folder, PROCESSED_SUFFIX, titles)
 
 
-# The conversion options the Markdown of a host's folder was made with (drop_sections, keep_tables,
-# template_rules): a manifest whose options changed has its pages converted again.
+# Pages are kept per set of conversion options (drop_sections, keep_tables, template_rules): those made
+# with the defaults in processed/mediawiki/<host>/, others in <host>~<fingerprint>/, each folder recording
+# its options here. Any number of manifests with any options share a wiki; no folder is ever deleted.
 OPTIONS_FILE = ".options.json"
 
 
 def options_record(options) -> dict:
-    """The options (a convert.ConvertOptions) as recorded, with their fingerprint."""
+    """The options (a convert.ConvertOptions, or a Manifest) as recorded, with their fingerprint."""
     settings = {"drop_sections": list(options.drop_sections), "keep_tables": bool(options.keep_tables),
                 "template_rules": dict(options.template_rules)}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
     return {"fingerprint": digest, "options": settings}
 
 
-def recorded_fingerprint(host: str) -> str | None:
-    """The fingerprint of the options the host's Markdown was made with: one small file read, no page
-    touched; None when none is recorded (pages from before options were, which count as made with the
-    options of their next run), "" when the record is unreadable."""
+def _default_fingerprint() -> str:
+    from wikiluigi.sources.manifest import DEFAULT_DROP_SECTIONS
+    return options_record(SimpleNamespace(drop_sections=DEFAULT_DROP_SECTIONS, keep_tables=False,
+                                          template_rules={}))["fingerprint"]
+
+
+DEFAULT_FINGERPRINT = _default_fingerprint()
+
+
+def options_folder(host: str, options) -> Path:
+    """The processed folder of wiki `host`'s pages converted with `options` (a ConvertOptions or a
+    Manifest): <host>/ for the default options, <host>~<fingerprint> for others. A <host>/ left by an
+    earlier version with other options recorded is first renamed to the folder of those options."""
+    fingerprint = options_record(options)["fingerprint"]
+    _move_legacy_folder(host)
+    if fingerprint == DEFAULT_FINGERPRINT:
+        return paths.processed_dir(host)
+    return paths.processed_dir(host, fingerprint[:paths.OPTIONS_KEY_LENGTH])
+
+
+def processed_folder(manifest, host: str | None = None) -> Path:
+    """THE processed folder of a manifest (a Manifest, or its name): where its pages are converted to and
+    read from. `host`: its wiki's folder when the caller knows it (the derived manifest's host)."""
+    from wikiluigi.sources import manifest as manifests
+    from wikiluigi.sources.source import host_of
+    if isinstance(manifest, str):
+        manifest = manifests.load(manifest)
+    return options_folder(host if host is not None else host_of(manifest), manifest)
+
+
+def recorded_fingerprint(folder: Path) -> str | None:
+    """The fingerprint of the options a processed folder's Markdown was made with: one small file read;
+    None when none is recorded or the record is unreadable."""
     try:
-        recorded = json.loads((paths.processed_dir(host) / OPTIONS_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
+        recorded = json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ""
-    return str(recorded.get("fingerprint", "")) if isinstance(recorded, dict) else ""
+        return None
+    fingerprint = recorded.get("fingerprint") if isinstance(recorded, dict) else None
+    return fingerprint if isinstance(fingerprint, str) and fingerprint else None
 
 
-def options_current(host: str, options_of: Callable[[], object]) -> bool:
-    """Whether the host's Markdown was made with the options `options_of()` returns (see
-    recorded_fingerprint); it is called only when the host records options (it may load a manifest)."""
-    recorded = recorded_fingerprint(host)
-    return recorded is None or recorded == options_record(options_of())["fingerprint"]
-
-
-def use_options(host: str, options) -> None:
-    """Before converting with `options`: when the host's pages were made with other options, they and
-    their failure records are stale and go; the options are recorded. Under a lock, so that the chunks
-    of one run starting together clear the folder once."""
+def _move_legacy_folder(host: str) -> None:
+    """Earlier versions kept one folder per wiki, <host>/, with the options of its last run recorded:
+    when those are not the defaults, the folder is renamed (one rename, under a lock) to the folder of its
+    options. Pages the target already has stay as they are; the legacy ones fill in the rest."""
     folder = paths.processed_dir(host)
-    if (folder / OPTIONS_FILE).exists() and options_current(host, lambda: options):
+    fingerprint = recorded_fingerprint(folder)
+    if fingerprint is None or fingerprint == DEFAULT_FINGERPRINT:
         return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = folder.parent / f".{folder.name}.options.lock"
-    with open(lock_path, "a") as lock:
+    with _folder_lock(host):
+        fingerprint = recorded_fingerprint(folder)
+        if fingerprint is None or fingerprint == DEFAULT_FINGERPRINT:
+            return  # another process moved it first
+        target = paths.processed_dir(host, fingerprint[:paths.OPTIONS_KEY_LENGTH])
+        try:
+            os.rename(folder, target)  # fails when the target exists and is not empty
+            return
+        except OSError:
+            pass
+        _merge_into(folder, target)
+        aside = folder.parent / f".legacy-{folder.name}-{fingerprint[:paths.OPTIONS_KEY_LENGTH]}-{os.getpid()}"
+        os.rename(folder, aside)  # what the target had already: kept aside, never deleted
+
+
+def _merge_into(source: Path, target: Path) -> None:
+    """Each page and failure record of `source` that `target` lacks, renamed into it."""
+    for sub in ("", paths.failure_dir(source).name):
+        (target / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            names = os.listdir(source / sub)
+        except FileNotFoundError:
+            continue
+        present = set(os.listdir(target / sub))
+        for name in names:
+            if name not in present and (source / sub / name).is_file() and name != OPTIONS_FILE:
+                os.rename(source / sub / name, target / sub / name)
+
+
+@contextmanager
+def _folder_lock(host: str):
+    root = paths.processed_root()
+    root.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha1(host.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    with open(root / f".options-{name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if (folder / OPTIONS_FILE).exists():
-                if options_current(host, lambda: options):
-                    return  # another chunk of the same run got here first
-                # Made with other options: stale, the failure records with them.
-                stale = folder.parent / f".stale-{folder.name}-{os.getpid()}"
-                os.replace(folder, stale)  # one rename: no reader sees half a folder
-                shutil.rmtree(stale, ignore_errors=True)
-            folder.mkdir(parents=True, exist_ok=True)
-            pagefiles.write_json(folder / OPTIONS_FILE, options_record(options))
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def use_options(host: str, options) -> Path:
+    """Before converting with `options`: their folder, made when missing, with its options recorded
+    (written atomically, once)."""
+    folder = options_folder(host, options)
+    if recorded_fingerprint(folder) != options_record(options)["fingerprint"]:
+        folder.mkdir(parents=True, exist_ok=True)
+        pagefiles.write_json(folder / OPTIONS_FILE, options_record(options))
+    return folder
 
 
 def process_pages(host: str, titles: list[str], options, budget=None,
@@ -90,10 +151,9 @@ def process_pages(host: str, titles: list[str], options, budget=None,
     from wikiluigi.convert.budget import convert_within_budget  # starts pandoc: only when there is work
     from wikiluigi.convert.pandoc import Budget
 
-    report = ProcessReport()
-    use_options(host, options)
-    stage_dir = paths.processed_dir(host)
-    todo = pages_to_process(host, titles)
+    stage_dir = use_options(host, options)
+    report = ProcessReport(folder=stage_dir)
+    todo = pages_to_process(stage_dir, titles)
     pages = {}
     for title in todo:
         try:
@@ -112,7 +172,7 @@ def process_pages(host: str, titles: list[str], options, budget=None,
             if result.error is not None:
                 report.failed[title] = result.error
                 continue
-            pagefiles.write_atomic(paths.processed_page(host, title), result.markdown)
+            pagefiles.write_atomic(paths.processed_file(stage_dir, title), result.markdown)
             pagefiles.clear_failure(stage_dir, title)
             report.converted += 1
         if progress:

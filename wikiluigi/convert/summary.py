@@ -4,12 +4,19 @@ from dataclasses import dataclass
 
 from wikiluigi import pagefiles, paths
 from wikiluigi.errors import PagesFailedError
+from wikiluigi.convert.stage import PROCESSED_SUFFIX, processed_folder
 from wikiluigi.sources import derived
 
 # The luigi command imports wikiluigi as it starts: time since then is the run's time so far.
 STARTED = time.monotonic()
 
-STAGES = {"fetch": (paths.raw_dir, ".mediawiki"), "convert": (paths.processed_dir, ".md")}
+SUFFIXES = {"fetch": ".mediawiki", "convert": PROCESSED_SUFFIX}
+
+
+def stage_folder(manifest: str, stage: str, meta=None):
+    """Where a stage keeps a manifest's pages: raw/ of its wiki, or its own processed folder."""
+    meta = meta or derived.load(manifest)
+    return paths.raw_dir(meta.host) if stage == "fetch" else processed_folder(manifest, meta.host)
 
 
 @dataclass
@@ -41,14 +48,13 @@ class Summary:
 
 def failed(manifest: str, stage: str) -> list[dict]:
     meta = derived.load(manifest)
-    stage_dir, _ = STAGES[stage]
-    return pagefiles.failures(stage_dir(meta.host), meta.titles)
+    return pagefiles.failures(stage_folder(manifest, stage, meta), meta.titles)
 
 
 def count(manifest: str, stage: str) -> int:
     meta = derived.load(manifest)
-    stage_dir, suffix = STAGES[stage]
-    return len(meta.titles) - len(pagefiles.todo(stage_dir(meta.host), suffix, meta.titles, failed_count_as_done=False))
+    folder = stage_folder(manifest, stage, meta)
+    return len(meta.titles) - len(pagefiles.todo(folder, SUFFIXES[stage], meta.titles, failed_count_as_done=False))
 
 
 def collect(manifest: str, stages=("fetch", "convert")) -> Summary:

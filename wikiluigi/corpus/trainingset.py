@@ -11,13 +11,13 @@ page keeps its side when others are added (see _held_out_order).
 import hashlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote, urlencode
 
 from wikiluigi import pagefiles, paths
+from wikiluigi.convert import stage
 from wikiluigi.errors import ModelError
 from wikiluigi.sources import derived
 
@@ -40,11 +40,9 @@ def wrap(text: str) -> str:
 
 
 def set_name(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION) -> str:
-    """The folder name of a manifest set's training set: the names joined by '+' (a hash when that would be
-    long or hold other characters), and the validation split when it is not the default."""
-    names = "+".join(manifests)
-    if len(names) > 60 or not re.fullmatch(r"[A-Za-z0-9_.+-]+", names):
-        names = hashlib.sha1(json.dumps(list(manifests)).encode("utf-8")).hexdigest()[:12]
+    """The folder name of a manifest set's training set: paths.manifest_set_name (the names joined by '+',
+    or '+' and a hash), and the validation split when it is not the default."""
+    names = paths.manifest_set_name(manifests)
     return names if validation == DEFAULT_VALIDATION else f"{names}-val{validation:g}"
 
 
@@ -119,13 +117,14 @@ def _pages(names: list[str]):
     seen = set()
     for name in names:
         meta = derived.load(name)
-        present = pagefiles.listing(paths.processed_dir(meta.host))  # one listdir, not a stat per page
+        folder = stage.processed_folder(name, meta.host)
+        present = pagefiles.listing(folder)  # one listdir, not a stat per page
         revisions = revision_ids(meta.host)
         for title in meta.titles:
             if (meta.host, title) in seen:
                 continue
             seen.add((meta.host, title))
-            path = paths.processed_page(meta.host, title)
+            path = paths.processed_file(folder, title)
             if path.name not in present:
                 continue
             try:
@@ -151,7 +150,7 @@ def build_trainingset(manifests: Sequence[str], validation: float = DEFAULT_VALI
         raise ModelError("A training set needs at least one manifest (TrainingSet --manifests '[\"demo\"]').")
     pages = list(_pages(names))
     if not pages:
-        folders = ", ".join(str(paths.processed_dir(derived.load(n).host)) for n in names)
+        folders = ", ".join(str(stage.processed_folder(n, derived.load(n).host)) for n in names)
         raise ModelError(f"No processed pages for manifest(s) {', '.join(names)} (looked in {folders}): "
                          f"nothing to train on. Run `luigi --module wikiluigi Wikipedia --manifest "
                          f"{names[0]}` first, and see its report for pages that failed.")

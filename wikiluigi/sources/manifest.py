@@ -65,6 +65,14 @@ def available() -> dict[str, Path]:
 def find(name: str) -> Path:
     if not name or "/" in name or name.startswith(".") or "\0" in name or len(name) > 200:
         raise ManifestError(f"{quote(name)} is not a manifest name: use the file's name without .yaml, e.g. 'demo'.")
+    problem = paths.manifest_name_problem(name)
+    if problem:
+        raise ManifestError(f"{quote(name)} cannot be a manifest name: {problem}. Rename its file "
+                            f"({name}.yaml), e.g. to {quote(_renamed(name) + '.yaml')}.")
+    for folder in paths.original_manifest_dirs():  # first match wins, as in available(); no folder listed
+        path = folder / f"{name}.yaml"
+        if path.is_file():
+            return path
     manifests = available()
     if name not in manifests:
         where = " or ".join(str(d) for d in paths.original_manifest_dirs())
@@ -73,6 +81,15 @@ def find(name: str) -> Path:
             f"Write manifests/originals/{name}.yaml in the data directory to add one."
         )
     return manifests[name]
+
+
+def _renamed(name: str) -> str:
+    """A suggestion for a name manifest_name_problem refuses: '+' as '_', '-val' as '-v'."""
+    renamed = name.replace("+", "_")
+    if paths.manifest_name_problem(renamed):
+        cut = renamed.rfind("-val")
+        renamed = renamed[:cut] + "-v" + renamed[cut + len("-val"):]
+    return renamed
 
 
 def load(name: str) -> Manifest:
@@ -128,6 +145,9 @@ def parse(text: str, path: Path, name: str | None = None) -> Manifest:
     host = check.text("host")
     if host is not None:
         paths.folder_name(host, f"{path}: key 'host'")
+        if "~" in host:
+            raise ManifestError(f"{path}: key 'host': {quote(host)} holds '~', which separates a wiki's folder "
+                                f"from its conversion options in processed/: choose a name without it.")
     elif api:
         host = paths.folder_name(netloc, f"{path}: key 'api' (its host, the folder of its pages)")
     dump_path = _dump_path(path, dump) if dump else None

@@ -2,11 +2,9 @@
 
 TensorFlow is imported by wikiluigi.training.backends.gpt2 inside the functions run() calls, never when this module loads.
 """
-import hashlib
 import json
 import math
 import os
-import re
 
 import luigi
 
@@ -47,9 +45,7 @@ class RunName(luigi.Parameter):
 def scratch_folder(manifests, n_layer: int, n_embd: int, n_head: int, n_ctx: int, vocab_size: int, seed: int) -> str:
     """The folder name of a from-scratch model: every option that changes it, and the corpus it learnt its
     vocabulary from, so two different configurations never share a folder."""
-    names = "+".join(manifests)
-    if len(names) > 60 or not re.fullmatch(r"[A-Za-z0-9_.+-]+", names):
-        names = hashlib.sha1(json.dumps(list(manifests)).encode("utf-8")).hexdigest()[:12]
+    names = paths.manifest_set_name(manifests)
     return f"scratch-{names}-l{n_layer}-e{n_embd}-h{n_head}-c{n_ctx}-v{vocab_size}-s{seed}"
 
 

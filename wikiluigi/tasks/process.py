@@ -4,24 +4,19 @@ import luigi
 from wikiluigi import pagefiles, paths
 from wikiluigi.config import convert as convert_config, pandoc as pandoc_config
 from wikiluigi.convert import summary
-from wikiluigi.convert.stage import options_current, pages_to_process, process_pages
+from wikiluigi.convert.stage import pages_to_process, process_pages, processed_folder
 from wikiluigi.errors import WikiluigiError
-from wikiluigi.sources import derived
+from wikiluigi.sources import derived, wikifolder
 from wikiluigi.sources.fetch import pages_to_fetch
+from wikiluigi.sources.manifest import source_of
 from wikiluigi.sources.source import host_of
 from wikiluigi.tasks.base import ManifestTask
-from wikiluigi.tasks.scrape import AllChunks, ChunkTask, FetchPage, FetchPages
+from wikiluigi.tasks.scrape import AllChunks, ChunkTask, DeriveManifest, FetchPage, FetchPages
 
 
 def convert_options(manifest):
     from wikiluigi.convert.pandoc import ConvertOptions
     return ConvertOptions.from_manifest(manifest)
-
-
-def converted_with_its_options(task: ManifestTask, host: str) -> bool:
-    """Whether the host's Markdown was made with the manifest's conversion options; the manifest is
-    read only when the host records options at all."""
-    return options_current(host, lambda: convert_options(task.load_manifest()))
 
 
 def convert_budget():
@@ -35,17 +30,19 @@ def convert_budget():
 class ProcessPages(ChunkTask):
     """Convert a chunk's pages to Markdown with one pandoc process; only pages without Markdown are done."""
 
-    pages_left = staticmethod(pages_to_process)
-    stage_dir = staticmethod(paths.processed_dir)
+    def pages_left(self, host: str, titles: list[str]) -> list[str]:
+        return pages_to_process(self.stage_dir(host), titles)
+
+    def stage_dir(self, host: str):
+        """The manifest's processed folder: one per wiki and set of conversion options."""
+        return processed_folder(self.load_manifest(), host)
 
     def requires(self):
         return FetchPages(manifest=self.manifest, chunk=self.chunk)
 
     def complete(self):
-        """Not while a page of the chunk is missing from raw/ (deleted to fetch it again), nor while
-        the host's Markdown was made with other conversion options than the manifest's."""
-        return super().complete() and self.requires().complete() and converted_with_its_options(
-            self, derived.load(self.manifest).host)
+        """Not while a page of the chunk is missing from raw/ (deleted to fetch it again)."""
+        return super().complete() and self.requires().complete()
 
     def run(self):
         host = derived.load(self.manifest).host
@@ -66,15 +63,13 @@ class ProcessPage(ManifestTask):
         return FetchPage(manifest=self.manifest, title=self.title)
 
     def output(self):
-        return luigi.LocalTarget(paths.processed_page(host_of(self.load_manifest()), self.title))
-
-    def complete(self):
-        return super().complete() and converted_with_its_options(self, host_of(self.load_manifest()))
+        return luigi.LocalTarget(paths.processed_file(processed_folder(self.load_manifest()), self.title))
 
     def run(self):
         manifest = self.load_manifest()
         host = host_of(manifest)
-        pagefiles.clear_failure(paths.processed_dir(host), self.title)  # asked for by name: try again
+        wikifolder.claim(host, source_of(manifest), manifest.path)  # its raw page may be another wiki's
+        pagefiles.clear_failure(processed_folder(manifest, host), self.title)  # asked for by name: try again
         result = process_pages(host, [self.title], convert_options(manifest), convert_budget())
         if result.failed:
             raise WikiluigiError(f"{manifest.name}: {self.title!r} could not be converted: {result.failed[self.title]}")
@@ -86,16 +81,18 @@ class Convert(AllChunks):
     chunk_task = ProcessPages
 
     def complete(self):
-        if not super().complete():
+        """Every page converted in the manifest's processed folder (its conversion options changed: another
+        folder, converted anew), and none deleted from raw/ (to fetch and convert it again)."""
+        if not DeriveManifest(manifest=self.manifest).complete():
             return False
         meta = derived.load(self.manifest)
-        if not converted_with_its_options(self, meta.host):
-            return False  # the manifest's conversion options changed: convert again
-        return not pages_to_fetch(meta.host, list(meta.titles))  # a raw page deleted: fetch and convert it
+        titles = list(meta.titles)
+        return (not pages_to_process(processed_folder(self.load_manifest(), meta.host), titles)
+                and not pages_to_fetch(meta.host, titles))
 
     def stage_dirs(self, host: str):
         """Its chunks fetch pages as well (`Wikipedia` runs no Scrape)."""
-        return [paths.raw_dir(host), paths.processed_dir(host)]
+        return [paths.raw_dir(host), processed_folder(self.load_manifest(), host)]
 
 
 class Wikipedia(ManifestTask):
