@@ -107,3 +107,27 @@ def run_luigi_status(data_dir: Path) -> str:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_a_whole_wiki_refreshed_again_asks_its_recent_changes(tmp_path, local_mediawiki_factory):
+    wiki = local_mediawiki_factory()
+    data_dir = make_data_dir(tmp_path / "refreshed", {"trek": {"api": wiki.api_url, "all_pages": True}})
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    run_luigi(data_dir, "Refresh", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    edit_as_editors_do(wiki)
+
+    wiki.mark_requests()
+    run_luigi(data_dir, "Refresh", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    report = json.loads((data_dir / "out" / "reports" / "trek.refresh.json").read_text())
+    assert report["how"].startswith("recent changes since")
+    assert (report["changed_titles"], report["new_titles"], report["gone_titles"]) == (
+        ["Spock"], ["Tuvok (Vulcan)", "Zefram Cochrane"], ["Tuvok", "Worf"])
+    # The clock, the recent changes, the state of the 6 pages they name, the 3 revisions.
+    assert report["requests"] == len(wiki.api_requests()) == 4
+
+    fresh = make_data_dir(tmp_path / "fresh", {"trek": {"api": wiki.api_url, "all_pages": True}})
+    run_luigi(fresh, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    assert derived(data_dir, "trek")["titles"] == derived(fresh, "trek")["titles"]
+    mine, theirs = raw_folder(data_dir, wiki), raw_folder(fresh, wiki)
+    assert {p.name: p.read_bytes() for p in mine.glob("*.mediawiki")} == {
+        p.name: p.read_bytes() for p in theirs.glob("*.mediawiki")}

@@ -1,0 +1,105 @@
+"""Refresh's plain functions over a dump replaced by a newer one: by revision id, kill-safe, never deleting
+past max_removed."""
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support import synthetic_wiki
+from wikiluigi import paths
+from wikiluigi.convert.pandoc import ConvertOptions
+from wikiluigi.convert.stage import process_pages
+from wikiluigi.sources import derived, manifest as manifests
+from wikiluigi.sources.refresh import RefreshError, RefreshSettings, refresh
+from wikiluigi.sources.source import dump_stamp, host_of
+
+HOST = "synthetic.example.invalid"
+
+
+def write_dump(path: Path, pages: dict[str, tuple[int, str]]) -> None:
+    """A plain export of pages title -> (revision id, text), all in Category:Things."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(synthetic_wiki.HEAD)
+        for page_id, (title, (revision, text)) in enumerate(sorted(pages.items()), start=1):
+            xml = synthetic_wiki._page_xml(title, 0, page_id, f"{text}\n\n[[Category:Things]]")
+            out.write(xml.replace(f"<id>{page_id + 1_000_000}</id>", f"<id>{revision}</id>"))
+        out.write(synthetic_wiki.TAIL)
+
+
+def pages(count: int) -> dict[str, tuple[int, str]]:
+    return {f"Thing {n:02d}": (100 + n, f"'''Thing {n:02d}''' is thing number {n}.") for n in range(count)}
+
+
+def run_refresh(name: str, convert=None, **kwargs) -> dict:
+    manifest = manifests.load(name)
+    host = host_of(manifest)
+    if convert is None:
+        def convert(titles):
+            return process_pages(host, titles, ConvertOptions.from_manifest(manifest)).failed
+    return refresh(manifest, host, [paths.processed_dir(host)], convert=convert, **kwargs)
+
+
+@pytest.fixture
+def dump_manifest(data_dir):
+    originals = data_dir / "manifests" / "originals"
+    originals.mkdir(parents=True)
+    (originals / "things.yaml").write_text("dump: things.xml\ninclude_categories: [Things]\n")
+    write_dump(originals / "things.xml", pages(12))
+    paths.processed_dir(HOST).mkdir(parents=True)  # converted before: Refresh converts again what changed
+    first = run_refresh("things")
+    assert (first["new"], first["pages"], first["converted"]) == (12, 12, 12)
+    return originals / "things.xml"
+
+
+def mtimes(*folders: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for folder in folders for p in folder.glob("Thing*.*")}
+
+
+def test_a_newer_dump_rewrites_the_changed_pages_and_removes_the_gone_even_after_a_kill(data_dir, dump_manifest):
+    raw, processed = paths.raw_dir(HOST), paths.processed_dir(HOST)
+    newer = pages(12)
+    newer["Thing 03"] = (503, "'''Thing 03''' was rewritten in the newer dump.")
+    del newer["Thing 07"]
+    newer["Thing 99"] = (599, "'''Thing 99''' is new in the newer dump.")
+    write_dump(dump_manifest, newer)
+    before = mtimes(raw, processed)
+
+    def killed(titles):
+        raise KeyboardInterrupt  # killed while converting: fetched, removed, not converted
+    with pytest.raises(KeyboardInterrupt):
+        run_refresh("things", convert=killed)
+    report = run_refresh("things")
+
+    assert (report["changed_titles"], report["new_titles"], report["gone_titles"]) == (
+        ["Thing 03"], ["Thing 99"], ["Thing 07"])
+    assert (report["unchanged"], report["converted"], report["requests"]) == (10, 2, 0)
+    assert "rewritten" in (raw / "Thing 03.mediawiki").read_text()
+    assert "rewritten" in (processed / "Thing 03.md").read_text()
+    assert "new in the newer dump" in (processed / "Thing 99.md").read_text()
+    assert not (raw / "Thing 07.mediawiki").exists() and not (processed / "Thing 07.md").exists()
+    [attic] = (data_dir / "attic" / "things").iterdir()
+    assert (attic / "raw" / "mediawiki" / HOST / "Thing 07.mediawiki").exists()
+    assert (attic / "processed" / "mediawiki" / HOST / "Thing 07.md").exists()
+    after = mtimes(raw, processed)
+    unchanged = [p for p in before if "Thing 03" not in p and "Thing 07" not in p]
+    assert len(unchanged) == 2 * 10 and all(after[p] == before[p] for p in unchanged)
+    meta = derived.load("things")
+    assert "Thing 99" in meta.titles and "Thing 07" not in meta.titles
+    assert meta.dump_stamp == dump_stamp(dump_manifest)  # DeriveManifest (and Wikipedia) complete at once
+    assert not (data_dir / "out" / "reports" / "things.refresh.plan.json").exists()
+
+    quiet = run_refresh("things")  # nothing changed: nothing rewritten but the report
+    assert (quiet["changed"], quiet["new"], quiet["gone"]) == (0, 0, 0)
+    assert mtimes(raw, processed) == after
+
+
+def test_more_removed_than_max_removed_changes_nothing_unless_allowed(data_dir, dump_manifest):
+    write_dump(dump_manifest, dict(list(pages(12).items())[:9]))  # 3 of 12 gone: 25%
+    with pytest.raises(RefreshError, match=r"remove 3 of 12 pages .*max_removed.*--allow-removal"):
+        run_refresh("things", settings=RefreshSettings(max_removed=0.2))
+    assert (paths.raw_dir(HOST) / "Thing 11.mediawiki").exists()
+    assert len(derived.load("things").titles) == 12
+    report = run_refresh("things", allow_removal=True)
+    assert report["gone"] == 3 and not (paths.raw_dir(HOST) / "Thing 11.mediawiki").exists()
+    saved = json.loads((data_dir / "out" / "reports" / "things.refresh.json").read_text())
+    assert saved["gone_titles"] == ["Thing 09", "Thing 10", "Thing 11"]
