@@ -10,7 +10,11 @@ from wikiluigi.sources import derived
 
 
 def make_manifest(name: str, host: str, pages: dict[str, str | None], source: dict | None = None) -> None:
-    """A derived manifest of these titles; each page with text gets a processed file (None: not converted)."""
+    """A manifest (default conversion options) derived to these titles; each page with text gets a processed
+    file (None: not converted)."""
+    originals = paths.original_manifest_dirs()[0]
+    originals.mkdir(parents=True, exist_ok=True)
+    (originals / f"{name}.yaml").write_text(f"api: https://{host}/w/api.php\nhost: {host}\nall_pages: true\n")
     meta = derived.Derived(name=name, host=host, source=source or {"api": f"https://{host}/w/api.php"},
                            titles=tuple(sorted(pages)), chunk_size=200, counts={})
     derived.write(paths.derived_manifest(name), meta, [], [])
@@ -130,7 +134,8 @@ def test_an_empty_corpus_is_an_error_naming_the_manifests(data_dir):
 
 def test_set_names_are_plain_folder_names():
     assert corpus.set_name(["startrek"]) == "startrek" and corpus.set_name(["a", "b"], 5) == "a+b-val5"
-    assert "/" not in corpus.set_name(["../../etc"]) and len(corpus.set_name(["x" * 100])) == 12
+    assert "/" not in corpus.set_name(["../../etc"]) and corpus.set_name(["x" * 100]).startswith("+")
+    assert len(corpus.set_name(["x" * 100])) == 13
 
 
 def test_token_counts_are_recorded_per_vocabulary(data_dir):
