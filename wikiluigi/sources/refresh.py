@@ -2,29 +2,21 @@
 only what changed is fetched, removed (into an attic) or converted again."""
 import dataclasses
 import json
-import logging
-import os
-import shutil
 import time
-from array import array
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from wikiluigi import pagefiles, paths
 from wikiluigi.errors import ApiError, WikiluigiError, quote
-from wikiluigi.sources import derived
-from wikiluigi.sources.derive import case_variants, resolve_manifest
+from wikiluigi.sources import attic as attic_files, derived
 from wikiluigi.sources.fetch import RAW_SUFFIX, read_revisions
+from wikiluigi.sources.listing import Listing, RevisionsById, list_api, list_dump, list_recent, recent_changes_usable
 from wikiluigi.sources.manifest import Manifest, fingerprint
 from wikiluigi.sources.mediawiki import MediaWiki, Revision, Settings
-from wikiluigi.sources.source import DumpSource, dump_source_of, dump_stamp
+from wikiluigi.sources.source import dump_source_of, dump_stamp
 
-logger = logging.getLogger("wikiluigi")
-
-ATTIC = "attic"
-_STAMP = "%Y-%m-%dT%H-%M-%SZ"
 _EXAMPLES = 5
 
 
@@ -47,19 +39,6 @@ class RefreshSettings:
                    recent_changes_days=section.recent_changes_days)
 
 
-@dataclass
-class Listing:
-    """The manifest's pages as the wiki (or the new dump) has them now, with each one's latest revision."""
-    titles: list[str]
-    latest: dict[str, int | None]
-    how: str
-    listed_at: str = ""           # the wiki's clock when the listing began: the next one may start there
-    categories: list[str] = field(default_factory=list)
-    counts: dict = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    offsets: array | None = None  # a multistream dump's stream of each title
-
-
 # Reports and the plan of a refresh under way
 def report_path(manifest: str, suffix: str = "json") -> Path:
     return paths.out_dir() / "reports" / f"{paths.folder_name(manifest, 'manifest name')}.refresh.{suffix}"
@@ -77,135 +56,6 @@ def last_report(manifest: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return report if isinstance(report, dict) else None
-
-
-# Listing an API wiki
-class _ListingSource:
-    """The derive walk's source over an uncached API, keeping every page record it sees (with `lastrevid`),
-    so that a page listed once needs no second request to resolve it."""
-
-    def __init__(self, wiki: MediaWiki):
-        self.wiki = wiki
-        self.pages: dict[str, dict] = {}
-        self.asking = "the listing"
-
-    def _keep(self, page: dict | None) -> dict | None:
-        if page and "title" in page:
-            self.pages[page["title"]] = page
-        return page
-
-    def category_members(self, category: str) -> Iterator[tuple[str, int]]:
-        self.asking = f"the members of {category} (generator=categorymembers)"
-        for page in self.wiki.category_members_info(category):
-            self._keep(page)
-            yield page["title"], int(page.get("ns", 0))
-
-    def all_pages(self, namespace: int) -> Iterator[str]:
-        self.asking = f"every page of namespace {namespace} (generator=allpages)"
-        for page in self.wiki.all_pages_info(namespace):
-            self._keep(page)
-            yield page["title"]
-
-    def resolve(self, titles: Iterable[str]) -> dict[str, tuple[str, int] | None]:
-        resolved: dict[str, tuple[str, int] | None] = {}
-        ask = []
-        for title in titles:
-            page = self.pages.get(title)
-            if page is not None and not page.get("redirect"):
-                resolved[title] = (title, int(page.get("ns", 0)))
-            else:
-                ask.append(title)
-        self.asking = f"the state of {len(ask)} pages (prop=info)"
-        for title, page in self.wiki.pages_info(ask):
-            page = self._keep(page)
-            resolved[title] = None if page is None else (page["title"], int(page.get("ns", 0)))
-        return resolved
-
-
-def list_api(wiki: MediaWiki, manifest: Manifest, progress=None) -> Listing:
-    """Every page of the manifest as the wiki has it now, through the category walk or all_pages with
-    prop=info (the latest revision id comes with each page, 500 pages a request)."""
-    listed_at = wiki.server_time()
-    source = _ListingSource(wiki)
-    resolution = resolve_manifest(source, manifest, progress=progress)
-    latest = {}
-    for title in resolution.titles:
-        page = source.pages.get(title)
-        if page is None or "lastrevid" not in page:
-            raise RefreshError(f"{wiki.api_url}: the listing gave no revision id for {quote(title)}; nothing "
-                               f"was changed. Run Refresh again; if it persists, report it.")
-        latest[title] = int(page["lastrevid"])
-    how = "every page (all_pages)" if manifest.all_pages else "the category walk"
-    return Listing(titles=resolution.titles, latest=latest, how=how, listed_at=listed_at,
-                   categories=resolution.categories, counts=resolution.counts, warnings=resolution.warnings)
-
-
-def recent_changes_usable(manifest: Manifest, previous: dict | None, settings: RefreshSettings,
-                          now: float | None = None) -> bool:
-    """Whether the wiki's recent changes can say what changed since the last listing: an all_pages manifest
-    with no categories or single pages to resolve, unchanged since, listed within recent_changes_days."""
-    if not (manifest.all_pages and settings.recent_changes_days > 0 and previous):
-        return False
-    if manifest.include_categories or manifest.exclude_categories or manifest.include_pages or manifest.exclude_pages:
-        return False
-    if previous.get("manifest_sha256") != fingerprint(manifest.name) or not previous.get("listed_at"):
-        return False
-    try:
-        since = datetime.fromisoformat(str(previous["listed_at"]).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return False
-    return (now or time.time()) - since < settings.recent_changes_days * 86400
-
-
-def list_recent(wiki: MediaWiki, manifest: Manifest, since: str, old_titles: list[str], on_disk: dict[str, dict],
-                missing_raw: set[str]) -> Listing | None:
-    """The pages now, from the old ones and what list=recentchanges says changed since `since` (edits,
-    new pages, deletions, moves with their targets, in every namespace); None when so much changed that
-    listing every page is cheaper."""
-    listed_at = wiki.server_time()
-    namespaces = set(manifest.namespaces)
-    touched: dict[str, None] = dict.fromkeys(missing_raw)
-    for change in wiki.recent_changes(since):
-        if int(change.get("ns", -1)) in namespaces and "title" in change:
-            touched[change["title"]] = None
-        target = (change.get("logparams") or {})
-        if isinstance(target, dict) and "target_title" in target and int(target.get("target_ns", -1)) in namespaces:
-            touched[target["target_title"]] = None
-        if len(touched) > max(len(old_titles), 1) // 10 + 50:
-            return None  # asking 50 titles a request would cost more than listing 500 a request
-    titles = set(old_titles)
-    latest = {title: (on_disk.get(title) or {}).get("revision_id") for title in old_titles}
-    for title, page in wiki.pages_info(list(touched), follow_redirects=False):
-        if page is None or page.get("redirect") or int(page.get("ns", -1)) not in namespaces:
-            titles.discard(title)
-            continue
-        titles.add(page["title"])
-        latest[page["title"]] = int(page["lastrevid"])
-    titles = sorted(titles)
-    variants = case_variants(titles)
-    counts = {"pages": len(titles), "all_pages_listed": len(titles), "recent_changes": len(touched),
-              "case_variants": sum(map(len, variants))}
-    warnings = [f"titles that differ only in case: {', '.join(group)}" for group in variants]
-    return Listing(titles=titles, latest={title: latest.get(title) for title in titles},
-                   how=f"recent changes since {since}", listed_at=listed_at, counts=counts, warnings=warnings)
-
-
-# Listing a dump
-def list_dump(manifest: Manifest, progress=None) -> tuple[Listing, DumpSource]:
-    """The manifest's pages in its dump as it is now (a newer dump replaces the old file), with the
-    revision id of each."""
-    record = dump_source_of(manifest)
-    source = DumpSource(Path(record["dump"]), Path(record["index"]) if record.get("index") else None)
-    resolution = resolve_manifest(source, manifest, progress=progress)
-    latest = {title: (revision.revision_id if isinstance(revision, Revision) else None)
-              for title, revision in source.revisions(resolution.titles)}
-    titles, offsets = resolution.titles, None
-    if record.get("index"):
-        located = sorted(zip(source.stream_offsets(titles), titles))
-        titles, offsets = [title for _, title in located], array("q", (offset for offset, _ in located))
-    return Listing(titles=list(titles), latest=latest, how=f"the dump {Path(record['dump']).name}",
-                   categories=resolution.categories, counts=resolution.counts, warnings=resolution.warnings,
-                   offsets=offsets), source
 
 
 # Comparing
@@ -265,7 +115,7 @@ def check_removals(manifest: str, gone: list[str], old_count: int, max_removed: 
     raise RefreshError(
         f"{manifest}: the refresh would remove {len(gone)} of {old_count} pages ({examples}), more than "
         f"[refresh] max_removed ({max_removed:.0%}); nothing was changed. A category blanked or renamed on the "
-        f"wiki? Check the wiki, then run Refresh with --allow-removal to remove them (they go to {ATTIC}/).")
+        f"wiki? Check the wiki, then run Refresh with --allow-removal to remove them (they go to {attic_files.ATTIC}/).")
 
 
 # Acting on disk
@@ -308,60 +158,6 @@ def fetch_changed(source, host: str, wanted: dict[str, int | None], stale_folder
             if progress:
                 progress(done, len(wanted))
     return failed
-
-
-class RevisionsById:
-    """The fetch source of a refresh: each page's listed revision, asked for by revision id."""
-
-    def __init__(self, wiki: MediaWiki, wanted: dict[str, int | None]):
-        self.wiki, self.wanted = wiki, wanted
-
-    def revisions(self, titles: list[str]) -> Iterator[tuple[str, Revision | str]]:
-        by_id = {self.wanted[title]: title for title in titles if self.wanted.get(title) is not None}
-        for title in titles:
-            if self.wanted.get(title) is None:
-                yield title, "the wiki gave no revision id for this page"
-        for revision_id, revision in self.wiki.revisions_by_id(list(by_id)):
-            title = by_id[revision_id]
-            yield title, (dataclasses.replace(revision, title=title) if isinstance(revision, Revision) else revision)
-
-
-def move_to_attic(host: str, titles: Iterable[str], attic: Path, folders: list[Path]) -> int:
-    """Each page's raw file, Markdown (in every processed folder) and failure records renamed into the
-    attic, under the same path as in the data directory: copying the attic back undoes it."""
-    root = paths.data_dir()
-    moved = 0
-    raw = paths.raw_dir(host)
-    for title in titles:
-        stem = paths.title_to_stem(title)
-        files = [raw / f"{stem}{RAW_SUFFIX}", paths.failure_record(raw, title)]
-        for folder in folders:
-            files += [folder / f"{stem}.md", paths.failure_record(folder, title)]
-        for path in files:
-            target = attic / path.relative_to(root)
-            try:
-                os.replace(path, target)
-            except FileNotFoundError:
-                if not path.exists():
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-            moved += 1
-    return moved
-
-
-def prune_attic(manifest: str, days: float, now: float | None = None) -> None:
-    """Attic folders of a manifest older than `days` go (0 keeps them)."""
-    folder = paths.data_dir() / ATTIC / manifest
-    if days <= 0 or not folder.is_dir():
-        return
-    for entry in folder.iterdir():
-        try:
-            made = datetime.strptime(entry.name, _STAMP).replace(tzinfo=timezone.utc).timestamp()
-        except ValueError:
-            continue
-        if (now or time.time()) - made > days * 86400:
-            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _unlink(path: Path) -> None:
@@ -416,7 +212,7 @@ def refresh(manifest: Manifest, host: str, processed_folders: list[Path],
         converted = 0
         attic = None
         if plan.fetch or plan.gone or plan.convert or not same_manifest:
-            plan.attic = plan.attic or str(paths.data_dir() / ATTIC / name / _utc(form=_STAMP))
+            plan.attic = plan.attic or str(attic_files.folder(name))
             attic = Path(plan.attic)
             pagefiles.write_json(plan_path(name), dataclasses.asdict(plan))
             if plan.fetch:
@@ -428,9 +224,9 @@ def refresh(manifest: Manifest, host: str, processed_folders: list[Path],
                 keep = shared_titles(name, host)
                 removed = [title for title in plan.gone if title not in keep]
                 say(0, 1, f"moving {len(removed)} pages that left the manifest to {attic}")
-                move_to_attic(host, removed, attic, processed_folders)
+                attic_files.move_pages(host, removed, attic, processed_folders)
             if not same_manifest:
-                _keep_old_derived(name, attic)
+                attic_files.keep_derived(name, attic)
                 _write_derived(manifest, host, listing, sha, stamp, old)
             owed = [title for title in plan.convert if title in now and title not in failed]
             if owed and convert is not None:
@@ -461,7 +257,7 @@ def refresh(manifest: Manifest, host: str, processed_folders: list[Path],
     pagefiles.write_json(report_path(name), report)
     pagefiles.write_atomic(report_path(name, "txt"), render(report))
     plan_path(name).unlink(missing_ok=True)
-    prune_attic(name, settings.attic_days)
+    attic_files.prune(name, settings.attic_days)
     return report
 
 
@@ -472,7 +268,7 @@ def _list(manifest, lister, previous, old_titles, on_disk, missing_raw, settings
     listing = None
     source = None
     try:
-        if old_titles and recent_changes_usable(manifest, previous, settings):
+        if old_titles and recent_changes_usable(manifest, previous, settings.recent_changes_days):
             say(0, 1, f"asking {manifest.api} for its changes since {previous['listed_at']}")
             source = "list=recentchanges"
             listing = list_recent(lister, manifest, previous["listed_at"], old_titles, on_disk, missing_raw)
@@ -496,17 +292,6 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _keep_old_derived(name: str, attic: Path) -> None:
-    """The derived manifest as it was, copied to the attic beside the pages removed."""
-    path = paths.derived_manifest(name)
-    for old in (path, derived.titles_file(path), derived.offsets_file(path)):
-        if old.exists():
-            target = attic / old.relative_to(paths.data_dir())
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(old, target)
 
 
 def _write_derived(manifest: Manifest, host: str, listing: Listing, sha: str, stamp: str, old) -> None:
