@@ -123,3 +123,33 @@ def test_a_hostile_name_is_quoted_shortened_in_the_error():
 def test_ordinary_names_stay_as_they_are(data_dir):
     assert paths.raw_dir("127.0.0.1:18931").name == "127.0.0.1:18931"
     assert paths.checkpoint_dir("trek-2").name == "trek-2"
+
+
+def test_names_of_manifest_sets_never_collide(data_dir):
+    """A training set's or scratch model's folder names its manifests and split: 'a+b' is ["a", "b"] and
+    'demo-val0.2' is ["demo"] at 0.2 only, since no manifest can be called 'a+b' or 'demo-val0.2'."""
+    from wikiluigi.corpus import trainingset
+    from wikiluigi.errors import ManifestError
+    from wikiluigi.sources import manifest
+    from wikiluigi.tasks.model import scratch_folder
+
+    originals = paths.original_manifest_dirs()[0]
+    originals.mkdir(parents=True)
+    for name in ("a+b", "demo-val0.2", "demo-val5", "x-valINF"):
+        (originals / f"{name}.yaml").write_text("api: https://h.example/w/api.php\nall_pages: true\n")
+        with pytest.raises(ManifestError, match=r"cannot be a manifest name: it (holds '\+'|ends like '-val0.2').*"
+                                                r"Rename its file"):
+            manifest.load(name)
+        with pytest.raises(PathError, match="Rename the manifest's file"):
+            trainingset.set_name([name])
+        with pytest.raises(PathError):
+            scratch_folder([name], 1, 2, 3, 4, 5, 6)
+    (originals / "demo-valley.yaml").write_text("api: https://h.example/w/api.php\nall_pages: true\n")
+    assert manifest.load("demo-valley").name == "demo-valley"  # only a validation split's ending is refused
+    assert trainingset.set_name(["a", "b"]) == "a+b" and trainingset.set_name(["demo"], 0.2) == "demo-val0.2"
+
+    # Long or unusual names are hashed, marked by a leading '+' that no list of plain names has.
+    hashed = trainingset.set_name(["x" * 61])
+    assert hashed.startswith("+") and len(hashed) == 13 and hashed != trainingset.set_name(["y" * 61])
+    assert paths.manifest_set_name(["Übung"]).startswith("+")
+    assert scratch_folder(["a", "b"], 1, 2, 3, 4, 5, 6) == "scratch-a+b-l1-e2-h3-c4-v5-s6"
