@@ -170,11 +170,11 @@ def _utc(stamp: float | None = None, form: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
 
 # The whole refresh
 def refresh(manifest: Manifest, host: str, processed_folders: list[Path],
-            convert: Callable[[list[str]], dict[str, str]] | None = None, allow_removal: bool = False,
+            convert: Callable[[list[str]], dict[str, str] | None] | None = None, allow_removal: bool = False,
             settings: RefreshSettings | None = None, progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Refresh one manifest: list, compare by revision id, fetch what is new or changed, move what left
-    to the attic, write the derived manifest, convert the changed pages (`convert(titles)` -> failures),
-    and write the report. A listing that fails deletes nothing. Returns the report."""
+    to the attic, write the derived manifest, convert the changed pages (`convert(titles)` -> failures, or
+    None when it converts nothing), and write the report. A listing that fails deletes nothing. Returns the report."""
     settings = settings or RefreshSettings()
     started = time.monotonic()
     say = progress or (lambda done, total, message: None)
@@ -199,7 +199,8 @@ def refresh(manifest: Manifest, host: str, processed_folders: list[Path],
         now = set(listing.titles)
         missing_raw = set(pagefiles.todo(paths.raw_dir(host), RAW_SUFFIX, listing.titles, failed_count_as_done=False))
         plan = merge_pending(compare(listing, old_titles, on_disk, missing_raw), pending, now)
-        check_removals(name, [t for t in plan.gone if t in set(old_titles)], len(old_titles),
+        old_set = set(old_titles)
+        check_removals(name, [title for title in plan.gone if title in old_set], len(old_titles),
                        settings.max_removed, allow_removal)
         earlier_requests = plan.requests  # a killed run's
         plan.requests = earlier_requests + _requests(lister, content)
@@ -233,11 +234,11 @@ def refresh(manifest: Manifest, host: str, processed_folders: list[Path],
                 say(0, len(owed), f"converting {len(owed)} new or changed pages")
                 for folder in processed_folders:
                     for title in owed:  # a killed run's rerun: Markdown of an older revision may be left
-                        if title in plan.fetch:
-                            _unlink(folder / f"{paths.title_to_stem(title)}.md")
+                        _unlink(folder / f"{paths.title_to_stem(title)}.md")
                 conversion_failures = convert(owed)
-                converted = len(owed) - len(conversion_failures)
-                failed.update(conversion_failures)
+                if conversion_failures is not None:  # None: the manifest was never converted
+                    converted = len(owed) - len(conversion_failures)
+                    failed.update(conversion_failures)
         plan.requests = earlier_requests + _requests(lister, content)
     except ApiError as error:
         raise RefreshError(f"{name}: the refresh stopped, nothing was removed: {error}") from None

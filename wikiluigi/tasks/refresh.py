@@ -47,7 +47,7 @@ class Refresh(UsesTheApi, ManifestTask):
 
         def convert(titles):
             if not manifest_folder(manifest, host).is_dir():
-                return {}  # never converted: Convert does it when asked
+                return None  # never converted: Convert does it when asked
             from wikiluigi.convert.stage import process_pages
             result = process_pages(host, titles, options, convert_budget(), progress=lambda done, total: self.report(
                 done, total, f"converted {done} of {total} new or changed pages"))
