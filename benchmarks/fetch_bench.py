@@ -4,12 +4,16 @@
 
 Contenders, on the same wiki and the same article titles (of the real Wikipedia excerpt, ~50 KB a
 page, or of the Star Trek fixture, ~1.5 KB a page):
-  stage      wikiluigi's fetch stage (fetch_pages: 50 titles a request, mapping, atomic files, metadata)
+  stage      wikiluigi's fetch stage as FetchPages runs it (fetch_pages: 50 titles a request, mapping,
+             atomic files fsync'ed before their rename, one folder fsync for the chunk, metadata)
+  per-page   the same with a folder fsync after every page (no pagefiles.durable_batch)
+  no-fsync   the same with nothing fsync'ed (pagefiles.DURABLE off): what durability costs
   bare-50    a bare loop of 50-title requests with requests.Session, no parsing, no files (the limit)
   single     one title per request (the original project's design), also bare
 The HTTP cache is off for all three. Target: stage >= 0.8 x bare-50 and >= 10 x single.
 """
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -21,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.mediawiki import LocalMediaWiki  # noqa: E402
 from tests.support.wiki_fixtures import ENWIKI_DUMP, STARTREK_DUMP  # noqa: E402
-from wikiluigi import paths  # noqa: E402
+from wikiluigi import pagefiles, paths  # noqa: E402
 from wikiluigi.sources.fetch import fetch_pages  # noqa: E402
 from wikiluigi.sources.mediawiki import MediaWiki, Settings  # noqa: E402
 
@@ -34,19 +38,30 @@ def article_titles(wiki: LocalMediaWiki) -> list[str]:
     return sorted({final[0] for final in found.values() if final})
 
 
-def run_stage(wiki, titles, rounds) -> float:
-    """Time fetch_pages alone: each round into a fresh data directory, made and checked outside the clock."""
+STAGE_MODES = ("stage", "per-page", "no-fsync")
+
+
+def run_stage(wiki, titles, rounds) -> dict[str, float]:
+    """Time fetch_pages alone, in each of STAGE_MODES: "stage" (as FetchPages runs it, in a durable batch),
+    "per-page" (no batch: each file and its folder fsync'ed at once), "no-fsync". The modes take turns
+    round by round, so that a machine's changing load falls on all three; each round writes into a fresh
+    data directory, made and checked outside the clock."""
     import luigi.configuration
-    seconds = 0.0
+    seconds = dict.fromkeys(STAGE_MODES, 0.0)
     client = MediaWiki(wiki.api_url, SETTINGS)
     with tempfile.TemporaryDirectory() as root:
         for round_number in range(rounds):
-            luigi.configuration.get_config().set("wikiluigi", "data_dir", f"{root}/{round_number}")
-            start = time.perf_counter()
-            report = fetch_pages(client, "bench", titles)
-            seconds += time.perf_counter() - start
-            assert report.fetched == len(titles), report
-            assert len(list(paths.raw_dir("bench").glob("*.mediawiki"))) == len(titles)
+            for mode in STAGE_MODES:
+                luigi.configuration.get_config().set("wikiluigi", "data_dir", f"{root}/{mode}-{round_number}")
+                pagefiles.DURABLE = mode != "no-fsync"
+                batch = pagefiles.durable_batch if mode == "stage" else contextlib.nullcontext
+                start = time.perf_counter()
+                with batch():
+                    report = fetch_pages(client, "bench", titles)
+                seconds[mode] += time.perf_counter() - start
+                pagefiles.DURABLE = True
+                assert report.fetched == len(titles), report
+                assert len(list(paths.raw_dir("bench").glob("*.mediawiki"))) == len(titles)
     return seconds
 
 
@@ -76,15 +91,16 @@ def main():
         pages = len(titles) * args.rounds
         run_bare(wiki, titles, 1, 50)  # warm PHP's opcode cache and SQLite's pages for everyone
         timings = {
-            "stage": run_stage(wiki, titles, args.rounds),
+            **run_stage(wiki, titles, args.rounds),
             "bare-50": run_bare(wiki, titles, args.rounds, 50),
             "single": run_bare(wiki, titles, 1, 1) * args.rounds,  # one round is slow enough to measure
         }
     rate = {name: pages / seconds for name, seconds in timings.items()}
     print(f"{len(titles)} article titles of {dump.name} x {args.rounds} rounds on one php -S")
-    print(f"{'contender':<10} {'pages/s':>9} {'vs bare-50':>11} {'vs single':>10}")
+    print(f"{'contender':<10} {'pages/s':>9} {'vs bare-50':>11} {'vs single':>10} {'ms/page':>8} {'vs no-fsync':>12}")
     for name in timings:
-        print(f"{name:<10} {rate[name]:9.1f} {rate[name] / rate['bare-50']:11.2f} {rate[name] / rate['single']:10.1f}")
+        print(f"{name:<10} {rate[name]:9.1f} {rate[name] / rate['bare-50']:11.2f} {rate[name] / rate['single']:10.1f}"
+              f" {1000 * timings[name] / pages:8.2f} {rate[name] / rate['no-fsync']:12.2f}")
 
 
 if __name__ == "__main__":

@@ -67,9 +67,12 @@ def test_every_machines_revisions_log_is_read(data_dir):
 
 
 def record_syncs(monkeypatch) -> list[tuple[str, str]]:
-    """os.fsync and os.replace, recorded in order: ("fsync", what the descriptor names) and ("replace", target)."""
+    """os.fsync, syncfs and os.replace, recorded in order: ("fsync", what the descriptor names), ("syncfs",
+    the folder it was asked for) and ("replace", target)."""
     events = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_syncfs = os.fsync, os.replace, pagefiles._syncfs
+    monkeypatch.setattr(pagefiles, "_syncfs", lambda folder: (events.append(("syncfs", folder)),
+                                                              real_syncfs(folder))[1])
 
     def fsync(fd):
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
@@ -94,19 +97,40 @@ def test_a_write_is_fsynced_before_its_rename_and_its_folder_after(data_dir, mon
     assert (folder / "Spock.mediawiki").read_text() == "Vulcan"
 
 
-def test_a_durable_batch_syncs_each_file_but_its_folder_once(data_dir, monkeypatch):
+def test_a_durable_batch_publishes_its_files_in_groups_each_synced_before_its_rename(data_dir, monkeypatch):
     events = record_syncs(monkeypatch)
     folder = data_dir / "raw" / "wiki"          # made by the first write: synced into its parent too
     with pagefiles.durable_batch():
         for title in ("Spock", "Worf", "Kirk"):
             pagefiles.write_atomic(folder / f"{title}.mediawiki", title)
             pagefiles.record_failure(folder, f"{title} II", "fetch", "missing")
-        pagefiles.clear_failure(folder, "Spock II")
-        assert [kind for kind, _ in events] == ["fsync", "replace"] * 6      # files only, until the end
-    folders = [what for kind, what in events[12:]]
+        pagefiles.clear_failure(folder, "Spock II")                      # after its own write: gone at the end
+        assert not (folder / "Spock.mediawiki").exists()                 # published when the group is
+        assert [kind for kind, _ in events if kind == "replace"] == []
+    kinds = [kind for kind, _ in events]
+    assert kinds[:1] == ["syncfs"] and kinds[1:7] == ["replace"] * 6 and kinds[7:] == ["fsync"] * 4
+    folders = [what for _, what in events[7:]]
     assert sorted(folders) == sorted([str(folder), str(paths.failure_dir(folder)), str(folder.parent),
                                       str(data_dir)])
     assert folders.index(str(folder)) < folders.index(str(folder.parent))
+    assert sorted(p.name for p in folder.iterdir()) == [".failed", "Kirk.mediawiki", "Spock.mediawiki",
+                                                        "Worf.mediawiki"]
+    assert sorted(p.name for p in paths.failure_dir(folder).iterdir()) == ["Kirk II.json", "Worf II.json"]
+
+
+def test_a_batch_publishes_every_group_of_files_and_what_it_holds_when_it_fails(data_dir, monkeypatch):
+    monkeypatch.setattr(pagefiles, "BATCH_FILES", 4)
+    folder = data_dir / "raw"
+    try:
+        with pagefiles.durable_batch():
+            for number in range(10):
+                pagefiles.write_atomic(folder / f"P{number}.md", f"page {number}")
+                if number == 5:
+                    assert len(list(folder.glob("*.md"))) == 4           # the first group is out
+            raise RuntimeError("the chunk fails")
+    except RuntimeError:
+        pass
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"P{n}.md" for n in range(10))
 
 
 def test_the_revisions_log_is_fsynced_when_closed(data_dir, monkeypatch):
@@ -150,3 +174,26 @@ def test_an_empty_page_or_record_never_counts_as_done(data_dir, monkeypatch):
     assert pagefiles.todo(folder, ".mediawiki", titles) == ["Kirk", "Worf"]
     assert pagefiles.failures(folder, titles) == []          # unreadable: not a failure, and not deleted
     assert (paths.failure_dir(folder) / "Kirk.json").exists()
+
+
+def test_revisions_lines_are_on_disk_before_the_pages_they_describe(data_dir, monkeypatch):
+    monkeypatch.setattr(pagefiles, "BATCH_FILES", 2)
+    log, folder = data_dir / "revisions-a.jsonl", data_dir / "raw"
+    events = record_syncs(monkeypatch)
+    with pagefiles.durable_batch(), pagefiles.LineLog(log) as writer:
+        for title in ("Kirk", "Spock"):
+            writer.write(json.dumps({"title": title, "revision_id": 1}))
+            pagefiles.write_atomic(folder / f"{title}.mediawiki", title)
+    first_rename = events.index(("replace", str(folder / "Kirk.mediawiki")))
+    assert ("fsync", str(log)) in events[:first_rename] and events[first_rename - 1] == ("syncfs", str(folder))
+
+
+def test_without_syncfs_each_file_of_a_group_is_fsynced_before_the_renames(data_dir, monkeypatch):
+    events = record_syncs(monkeypatch)
+    monkeypatch.setattr(pagefiles, "_libc", lambda: None)
+    with pagefiles.durable_batch():
+        for title in ("Kirk", "Spock"):
+            pagefiles.write_atomic(data_dir / f"{title}.md", title)
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["syncfs", "fsync", "fsync", "replace", "replace", "fsync"]
+    assert all(what.endswith(".part") for _, what in events[1:3]) and events[-1] == ("fsync", str(data_dir))
