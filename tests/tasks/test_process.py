@@ -12,6 +12,7 @@ from tests.support.wiki_fixtures import STARTREK_DUMP
 from tests.tasks.test_scrape import STAR_TREK_ARTICLES
 from wikiluigi.paths import title_to_stem
 
+ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ["{{", "}}", "<ref", "[[", "Category:", "thumb|", "<div", "<span", "<br", "<a ", "[^"]
 
 
@@ -197,6 +198,10 @@ def test_two_manifests_with_other_options_on_one_wiki_keep_their_pages(tmp_path)
     assert pages["Boat 1.md"] == "# Boat 1\n\nAbout boat 1.\n\n## History\n\nOld 1.\n"
     assert pages["Oar 2.md"] == "# Oar 2\n\nAbout oar 2.\n\n## Trivia\n\nFact 2.\n"
     before = {folder.name: mtimes(folder) for folder in folders}
+    status = subprocess.run([sys.executable, "-m", "wikiluigi.cli", "status", "--manifest", "oars"], cwd=data_dir,
+                            capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    [oars_folder] = [folder for folder in folders if (folder / "Oar 0.md").exists()]
+    assert f"pages in {oars_folder})" in status.stdout and "processed  3" in status.stdout
 
     run_luigi(data_dir, "ProcessPage", "--manifest", "oars", "--title", "Boat 0", "--local-scheduler",
               check_returncode=0)  # a page of the other manifest, with this one's options
