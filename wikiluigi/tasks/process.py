@@ -46,9 +46,10 @@ class ProcessPages(ChunkTask):
 
     def run(self):
         host = derived.load(self.manifest).host
-        result = process_pages(host, self.titles(), convert_options(self.load_manifest()), convert_budget(),
-                               progress=lambda done, total: self.report(
-                                   done, total, f"converted {done} of {total} pages of chunk {self.chunk}"))
+        with pagefiles.durable_batch():  # pages published in synced groups: one syncfs per group, not a fsync each
+            result = process_pages(host, self.titles(), convert_options(self.load_manifest()), convert_budget(),
+                                   progress=lambda done, total: self.report(
+                                       done, total, f"converted {done} of {total} pages of chunk {self.chunk}"))
         self.report(1, 1, f"chunk {self.chunk}: {result.converted} converted, {len(result.failed)} failed")
         self.check_done()
 
