@@ -8,17 +8,19 @@ out/trainingset/<set>/ holds
 The held-out pages are chosen by a hash of wiki and title, so the split is the same on every build and a
 page keeps its side when others are added (see _held_out_order).
 """
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import re
+from array import array
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote, urlencode
 
 from wikiluigi import pagefiles, paths
 from wikiluigi.convert import stage
-from wikiluigi.errors import ModelError
+from wikiluigi.errors import ManifestError, ModelError, WikiluigiError
 from wikiluigi.sources import derived
 
 START = "<|startoftext|>"
@@ -29,6 +31,7 @@ STATS = "stats.json"
 DEFAULT_VALIDATION = 0.1
 FEWEST_PAGES_TO_HOLD_OUT = 4     # below this a corpus keeps every page for training
 MOST_HELD_OUT_WHEN_SMALL = 3
+FORMAT = 2                        # of the fingerprint: a new one makes every set stale
 
 
 def wrap(text: str) -> str:
@@ -96,113 +99,232 @@ def revision_ids(host: str) -> dict[str, int]:
     return found
 
 
-def page_url(source: dict, title: str, revision: int | None) -> str | None:
-    """Where a page's text came from: index.php beside api.php (with the revision), or the dump's site."""
+def _url_maker(source: dict):
+    """A function (title, revision) -> where the page's text came from: index.php beside api.php (with the
+    revision), or the dump's site, whose siteinfo is read once here, not once a page."""
     if "api" in source:
-        query = {"title": title, **({"oldid": revision} if revision else {})}
-        return f"{source['api'].rsplit('/', 1)[0]}/index.php?{urlencode(query)}"
+        index = f"{source['api'].rsplit('/', 1)[0]}/index.php"
+        return lambda title, revision: f"{index}?{urlencode({'title': title, **({'oldid': revision} if revision else {})})}"
     from wikiluigi.sources import dump
     try:
         base = dump.read_siteinfo(source["dump"]).base_url
     except Exception:       # the dump moved or is unreadable: the page is still worth keeping
-        return None
+        base = None
     if not base:
-        return None
-    url = f"{base.rsplit('/', 1)[0]}/{quote(title.replace(' ', '_'), safe='/:()')}"
-    return f"{url}?oldid={revision}" if revision else url
+        return lambda title, revision: None
+    site = base.rsplit("/", 1)[0]
+
+    def url(title, revision):
+        address = f"{site}/{quote(title.replace(' ', '_'), safe='/:()')}"
+        return f"{address}?oldid={revision}" if revision else address
+    return url
 
 
-def _pages(names: list[str]):
-    """(manifest, host, title, text, url, revision) of each processed page with text, a shared page once."""
-    seen = set()
+def page_url(source: dict, title: str, revision: int | None) -> str | None:
+    """Where a page's text came from: index.php beside api.php (with the revision), or the dump's site."""
+    return _url_maker(source)(title, revision)
+
+
+def _processed_folder(name: str, host: str) -> Path:
+    """The manifest's processed folder (the one of its conversion options); the wiki's default folder when
+    its original manifest is gone (a derived manifest alone still names its pages)."""
+    try:
+        return stage.processed_folder(name, host)
+    except ManifestError:
+        return paths.processed_dir(host)
+
+
+class _Source:
+    """One manifest of a set as the build walks it: its derived manifest, one listing of its processed
+    folder, its revision ids, and the manifests before it on the same wiki (whose pages it does not repeat)."""
+
+    def __init__(self, name: str, earlier: list["_Source"]):
+        self.name = name
+        self.meta = derived.load(name)
+        self.folder = _processed_folder(name, self.meta.host)
+        self.present = pagefiles.listing(self.folder)       # one listdir, not a stat per page
+        self.revisions = revision_ids(self.meta.host)
+        self.options = stage.recorded_fingerprint(self.folder)
+        self.before = [s.meta for s in earlier if s.meta.host == self.meta.host]
+
+    def pages(self):
+        """(title, path) of each page of this manifest with Markdown, in the derived manifest's order."""
+        folder, present, before = self.folder, self.present, self.before
+        for title in self.meta.titles:
+            name = paths.title_to_stem(title) + stage.PROCESSED_SUFFIX
+            if name in present and not any(title in meta.title_set for meta in before):
+                yield title, folder / name
+
+    def summary(self, page_digest: str, pages: int) -> dict:
+        meta = self.meta
+        return {"manifest": self.name, "host": meta.host, "source": meta.source,
+                "manifest_sha256": meta.manifest_sha256, "dump_stamp": meta.dump_stamp, "titles": len(meta.titles),
+                "pages": pages, "processed_folder": self.folder.name, "conversion_options": self.options, "pages_sha256": page_digest}
+
+
+def _sources(names: list[str]) -> list[_Source]:
+    sources: list[_Source] = []
     for name in names:
-        meta = derived.load(name)
-        folder = stage.processed_folder(name, meta.host)
-        present = pagefiles.listing(folder)  # one listdir, not a stat per page
-        revisions = revision_ids(meta.host)
-        for title in meta.titles:
-            if (meta.host, title) in seen:
-                continue
-            seen.add((meta.host, title))
-            path = paths.processed_file(folder, title)
-            if path.name not in present:
-                continue
-            try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:    # removed since the listing
-                continue
-            if not text.strip():
-                continue
-            revision = revisions.get(title)
-            yield meta.host, title, text, page_url(meta.source, title, revision), revision
+        sources.append(_Source(name, sources))
+    return sources
 
 
-def build_trainingset(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION) -> dict:
+def _walk(sources: list[_Source], on_page=None) -> dict:
+    """Every page of the set once (title and revision id hashed per manifest); `on_page(source, title, path)`
+    for each. Returns the inputs: each manifest's summary and their fingerprint."""
+    summaries = []
+    for source in sources:
+        digest, count, revisions = hashlib.sha256(), 0, source.revisions
+        for title, path in source.pages():
+            digest.update(f"{title}\t{revisions.get(title, '')}\n".encode("utf-8"))
+            count += 1
+            if on_page is not None:
+                on_page(source, title, path)
+        summaries.append(source.summary(digest.hexdigest(), count))
+    return summaries
+
+
+def _fingerprint(summaries: list[dict], validation: float) -> str:
+    document = {"format": FORMAT, "validation": validation, "manifests": summaries}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def inputs(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION) -> dict:
+    """What a training set of these manifests would be built from now: {"fingerprint", "manifests"} where each
+    manifest says its wiki, source, derived manifest, conversion options, how many pages have Markdown and a
+    hash of their titles and revision ids. One listing of each processed folder and one read of the
+    revision logs: seconds at a million pages, no page read."""
+    summaries = _walk(_sources(list(dict.fromkeys(manifests))))
+    return {"fingerprint": _fingerprint(summaries, validation), "manifests": summaries}
+
+
+def build_trainingset(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION, progress=None) -> dict:
     """Write the manifest set's folder (see the module's docstring) and return its stats.
 
     Pages come in manifest order, then in each derived manifest's (sorted) title order; a page two manifests
     share is taken once, and pages without Markdown (not converted, failed) or with no text are left out.
-    An empty corpus is a ModelError, raised before anything is written. Every file is replaced atomically,
-    stats.json last: it marks a finished build.
+    Streamed: a first pass over the titles chooses the held-out pages by their hash, a second reads and
+    writes one page at a time, so memory does not grow with the pages' text. An empty corpus is a ModelError,
+    raised before anything is written. Every file is replaced atomically (fsync, rename), stats.json last:
+    it marks a finished build and holds the inputs' fingerprint. `progress(done, total)` now and then.
     """
     names = list(dict.fromkeys(manifests))
     if not names:
         raise ModelError("A training set needs at least one manifest (TrainingSet --manifests '[\"demo\"]').")
-    pages = list(_pages(names))
-    if not pages:
-        folders = ", ".join(str(stage.processed_folder(n, derived.load(n).host)) for n in names)
-        raise ModelError(f"No processed pages for manifest(s) {', '.join(names)} (looked in {folders}): "
-                         f"nothing to train on. Run `luigi --module wikiluigi Wikipedia --manifest "
-                         f"{names[0]}` first, and see its report for pages that failed.")
-    order = sorted(((host, title) for host, title, *_ in pages), key=lambda key: _held_out_order(*key))
-    below = sum(1 for key in order if _held_out_order(*key) < validation) if validation < 1 else None
-    count, note = held_out_count(len(pages), validation, below)
-    held = set(order[:count])
+    held_out_count(1, validation)       # a bad setting fails before any work
+    sources = _sources(names)
+    orders = array("d")
+    summaries = _walk(sources, lambda source, title, path: orders.append(_held_out_order(source.meta.host, title)))
+    if not orders:
+        raise _nothing_to_train_on(names, sources)
+    threshold, note = _threshold(orders, validation)
+    total = len(orders)
+    del orders
     target = folder(names, validation)
     target.mkdir(parents=True, exist_ok=True)
     for stale in target.glob(".*.part"):      # left by a killed build
         stale.unlink(missing_ok=True)
     (target / STATS).unlink(missing_ok=True)
-    figures = {}
-    for side, text_name, jsonl_name in (("train", TRAIN_TEXT, TRAIN_JSONL),
-                                        ("validation", VALIDATION_TEXT, VALIDATION_JSONL)):
-        chosen = [page for page in pages if ((page[0], page[1]) in held) == (side == "validation")]
-        with _atomic(target / text_name) as text_file, _atomic(target / jsonl_name) as jsonl_file:
-            characters = 0
-            for host, title, text, url, revision in chosen:
-                block = wrap(text)
-                text_file.write(block)
-                characters += len(block)
-                record = {"title": title, "text": block[len(START) + 1:-len(END) - 2], "url": url,
-                          "revision_id": revision, "wiki": host}
-                jsonl_file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        figures[side] = {"pages": len(chosen), "characters": characters,
-                         "bytes": (target / text_name).stat().st_size}
-    stats = {"manifests": names, "folder": target.name, "pages": len(pages),
+    writer = _Writer(target, threshold, total, progress)
+    try:
+        with _atomic(target / TRAIN_TEXT) as train_text, _atomic(target / TRAIN_JSONL) as train_jsonl, \
+                _atomic(target / VALIDATION_TEXT) as held_text, _atomic(target / VALIDATION_JSONL) as held_jsonl:
+            writer.sides = {"train": (train_text, train_jsonl), "validation": (held_text, held_jsonl)}
+            for source in sources:
+                for title, path in source.pages():
+                    writer.write(source, title, path)
+            if not writer.figures["train"]["pages"] + writer.figures["validation"]["pages"]:   # every page blank
+                raise _nothing_to_train_on(names, sources)
+    except ModelError:          # nothing written: the folder is not left behind empty
+        for empty in (target, target.parent):
+            with contextlib.suppress(OSError):
+                empty.rmdir()
+        raise
+    figures = writer.figures
+    for side, name in (("train", TRAIN_TEXT), ("validation", VALIDATION_TEXT)):
+        figures[side]["bytes"] = (target / name).stat().st_size
+    stats = {"manifests": names, "folder": target.name,
+             "pages": figures["train"]["pages"] + figures["validation"]["pages"],
              "characters": figures["train"]["characters"] + figures["validation"]["characters"],
              "train": figures["train"],
-             "validation": {"asked": validation, **figures["validation"], "note": note,
-                            "titles": sorted(title for _, title in held)},
-             "tokens": {}}
+             "validation": {"asked": validation, **figures["validation"], "note": note, "titles": sorted(writer.held)},
+             "fingerprint": _fingerprint(summaries, validation), "inputs": summaries, "tokens": {}}
     pagefiles.write_json(target / STATS, stats)
     return stats
 
 
+class _Writer:
+    """The second pass: each page read, wrapped and written to its side's text and JSON Lines files."""
+
+    def __init__(self, target: Path, threshold: float, total: int, progress):
+        self.threshold, self.total, self.progress = threshold, total, progress
+        self.figures = {side: {"pages": 0, "characters": 0} for side in ("train", "validation")}
+        self.held: list[str] = []
+        self.sides: dict = {}
+        self.url_of: dict = {}
+        self.done = 0
+
+    def write(self, source: "_Source", title: str, path: Path) -> None:
+        self.done += 1
+        if self.progress is not None and self.done % 10000 == 0:
+            self.progress(self.done, self.total)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:    # removed since the listing
+            return
+        if not text.strip():
+            return
+        host = source.meta.host
+        side = "validation" if _held_out_order(host, title) <= self.threshold else "train"
+        if side == "validation":
+            self.held.append(title)
+        if source.name not in self.url_of:
+            self.url_of[source.name] = _url_maker(source.meta.source)
+        revision = source.revisions.get(title)
+        block = wrap(text)
+        text_file, jsonl_file = self.sides[side]
+        text_file.write(block)
+        record = {"title": title, "text": block[len(START) + 1:-len(END) - 2],
+                  "url": self.url_of[source.name](title, revision), "revision_id": revision, "wiki": host}
+        jsonl_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.figures[side]["pages"] += 1
+        self.figures[side]["characters"] += len(block)
+
+
+def _nothing_to_train_on(names: list[str], sources: list[_Source]) -> ModelError:
+    folders = ", ".join(str(s.folder) for s in sources)
+    return ModelError(f"No processed pages for manifest(s) {', '.join(names)} (looked in {folders}): "
+                      f"nothing to train on. Run `luigi --module wikiluigi Wikipedia --manifest "
+                      f"{names[0]}` first, and see its report for pages that failed.")
+
+
+def _threshold(orders: array, validation: float) -> tuple[float, str]:
+    """The held-out order at or under which a page is held out (-1: none), and the note saying how many."""
+    import numpy as np
+    values = np.frombuffer(orders, dtype=np.float64)
+    below = int((values < validation).sum()) if validation < 1 else None
+    count, note = held_out_count(len(values), validation, below)
+    if count == 0:
+        return -1.0, note
+    return float(np.partition(values, count - 1)[count - 1]), note
+
+
 class _atomic:
-    """A text file written under a temporary name and renamed into place when the block ends without error."""
+    """A text file written under a temporary name and published (fsync, rename) when the block ends without
+    error; a kill leaves the old file, and a temporary that the next build removes."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def __enter__(self):
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-        self.file = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        self.tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.part"
+        self.file = open(self.tmp, "w", encoding="utf-8", newline="\n", buffering=1 << 20)
         return self.file
 
     def __exit__(self, kind, *_):
         self.file.close()
         if kind is None:
-            os.replace(self.tmp, self.path)
+            pagefiles.publish(self.tmp, self.path)
         else:
             os.unlink(self.tmp)
 
@@ -214,11 +336,47 @@ def read_stats(corpus_dir) -> dict | None:
         return None
 
 
-def is_built(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION) -> bool:
-    """Whether the set's folder is there, built from exactly these manifests with this validation split."""
+def stale_because(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION) -> str | None:
+    """Why the set's folder is not what these manifests make now (None: it is): not built, built from other
+    manifests or split, or its inputs changed since (which manifest, and what: pages, revisions, options)."""
     stats = read_stats(folder(manifests, validation))
-    return (stats is not None and stats.get("manifests") == list(dict.fromkeys(manifests))
-            and stats.get("validation", {}).get("asked") == validation)
+    if stats is None:
+        return "not built"
+    if stats.get("manifests") != list(dict.fromkeys(manifests)) or stats.get("validation", {}).get("asked") != validation:
+        return "built from other manifests or another validation split"
+    try:
+        now = inputs(manifests, validation)
+    except WikiluigiError as exc:
+        return str(exc)
+    if stats.get("fingerprint") == now["fingerprint"]:
+        return None
+    return changes(stats.get("inputs") or [], now["manifests"])
+
+
+def changes(before: list[dict], now: list[dict]) -> str:
+    """What differs between two lists of manifest summaries, in words."""
+    said = []
+    old = {entry.get("manifest"): entry for entry in before}
+    for entry in now:
+        was = old.get(entry["manifest"])
+        if was is None:
+            said.append(f"{entry['manifest']}: not in the set before")
+            continue
+        keys = [key for key in entry if was.get(key) != entry[key]]
+        if "pages" in keys:
+            said.append(f"{entry['manifest']}: {was.get('pages')} pages with Markdown, now {entry['pages']}")
+            keys.remove("pages")
+        if "pages_sha256" in keys:
+            keys[keys.index("pages_sha256")] = "pages or their revisions"
+        if keys:
+            said.append(f"{entry['manifest']}: {', '.join(k.replace('_', ' ') for k in keys)} changed")
+    return "; ".join(said) or "built by another version of wikiluigi"
+
+
+def is_built(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION) -> bool:
+    """Whether the set's folder is there, built from exactly these manifests with this validation split, and
+    from the inputs as they are now (the same fingerprint: see inputs())."""
+    return stale_because(manifests, validation) is None
 
 
 def record_tokens(corpus_dir, vocabulary: str, tokens: int) -> None:

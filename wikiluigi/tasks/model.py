@@ -1,4 +1,4 @@
-"""The model stage as Luigi tasks: TrainingSet, BaseModel, Train and Generate over corpus, gpt2, training, sampling.
+"""The model stage as Luigi tasks: TrainingSet, BaseModel, Tokens, Train and Generate over corpus, gpt2, training, sampling.
 
 TensorFlow is imported by wikiluigi.training.backends.gpt2 inside the functions run() calls, never when this module loads.
 """
@@ -9,8 +9,8 @@ import os
 import luigi
 
 from wikiluigi import paths
-from wikiluigi.corpus import trainingset as corpus
-from wikiluigi.errors import ModelError
+from wikiluigi.corpus import tokens as token_files, trainingset as corpus
+from wikiluigi.errors import ModelError, WikiluigiError
 from wikiluigi.tasks.base import Reporting
 from wikiluigi.training import loop as training, report, runfolder, sampling
 from wikiluigi.training.backends import gpt2
@@ -80,10 +80,14 @@ class TrainingSet(Validation, Reporting):
         return luigi.LocalTarget(corpus.folder(self.manifests, self.validation))
 
     def complete(self):
+        # Built from these manifests and split, and from their pages, revisions and options as they are now.
         return corpus.is_built(self.manifests, self.validation)
 
     def run(self):
-        stats = corpus.build_trainingset(self.manifests, self.validation)
+        stale = corpus.stale_because(self.manifests, self.validation)
+        self.report(0, 1, f"building the training set ({stale})")
+        stats = corpus.build_trainingset(self.manifests, self.validation,
+                                         progress=lambda done, total: self.report(done, total, f"{done:,} of {total:,} pages"))
         self.report(1, 1, f"{stats['pages']} pages, {stats['characters']:,} characters; {stats['validation']['note']}")
 
 
@@ -108,8 +112,8 @@ class BaseModel(ScratchShape, Validation, Reporting):
     corpus (out/model/scratch-<manifests>-l<layers>-e<width>-h<heads>-c<n_ctx>-v<vocab>-s<seed>)."""
 
     name = BaseModelName(default=SCRATCH, description=f"One of {', '.join(BASE_MODELS)}.")
-    manifests = luigi.ListParameter(default=(), description="scratch: manifests whose pages (training and "
-                                                            "validation) train the vocabulary.")
+    manifests = luigi.ListParameter(default=(), description="scratch: manifests whose training pages (not the "
+                                                            "held-out ones) train the vocabulary.")
     seed = luigi.IntParameter(default=1, description="scratch: seed of the random weights.")
 
     @property
@@ -137,12 +141,57 @@ class BaseModel(ScratchShape, Validation, Reporting):
             gpt2.download_openai_model(target, self.name)
             return
         self.report(0, 1, "training the vocabulary and writing random weights")
-        folder = self.input().path
-        built = gpt2.build_scratch_model(target, [os.path.join(folder, corpus.TRAIN_TEXT),
-                                                  os.path.join(folder, corpus.VALIDATION_TEXT)],
-                                         seed=self.seed, **self.shape())
-        corpus.record_tokens(folder, self.folder(), built["tokens"])
-        self.report(1, 1, f"{built['n_vocab']} tokens in the vocabulary; corpus of {built['tokens']:,} tokens")
+        # The vocabulary is learnt from the training pages alone: the held-out ones must stay unseen.
+        built = gpt2.build_scratch_model(target, os.path.join(self.input().path, corpus.TRAIN_TEXT),
+                                         seed=self.seed, count_tokens=False, **self.shape())
+        self.report(1, 1, f"{built['n_vocab']} tokens in the vocabulary")
+
+
+def base_model(name: str, manifests, seed: int, validation: float, shape: dict) -> BaseModel:
+    """The BaseModel task a Train (or Tokens) of these parameters starts from."""
+    if name == SCRATCH:
+        return BaseModel(name=SCRATCH, manifests=manifests, seed=seed, validation=validation, **shape)
+    return BaseModel(name=name)
+
+
+class Tokens(ScratchShape, Validation, Reporting):
+    """The training set's tokens in the base model's vocabulary, written once for every Train on them:
+    out/trainingset/<set>/tokens/<model folder>/ with train.bin, validation.bin (uint16 or uint32 token ids)
+    and tokens.json. Complete when the training set is current and the files are sound and of it and of
+    the vocabulary (sizes and fingerprints); otherwise written again, on every core."""
+
+    manifests = luigi.ListParameter(description='Manifest names, e.g. \'["startrek"]\'.')
+    base_model = BaseModelName(default=SCRATCH, description=f"One of {', '.join(BASE_MODELS)}.")
+    seed = luigi.IntParameter(default=1, description="Seed of a scratch model's weights (its folder's name).")
+    workers = luigi.IntParameter(default=0, description="Processes that encode (0: every core).",
+                                 significant=False)
+
+    def base(self) -> BaseModel:
+        return base_model(self.base_model, self.manifests, self.seed, self.validation, self.shape())
+
+    def requires(self):
+        return {"base": self.base(), "corpus": TrainingSet(manifests=self.manifests, validation=self.validation)}
+
+    def output(self):
+        return luigi.LocalTarget(token_files.folder(corpus.folder(self.manifests, self.validation),
+                                                    paths.model_dir(self.base().folder())))
+
+    def complete(self):
+        model_dir = paths.model_dir(self.base().folder())
+        corpus_dir = corpus.folder(self.manifests, self.validation)
+        if not self.base().complete() or not corpus.is_built(self.manifests, self.validation):
+            return False
+        return token_files.problem(corpus_dir, model_dir) is None
+
+    def run(self):
+        corpus_dir, model_dir = self.input()["corpus"].path, self.input()["base"].path
+        said = token_files.problem(corpus_dir, model_dir)
+        self.report(0, 1, f"encoding: {said}")
+        info = token_files.write_tokens(
+            corpus_dir, model_dir, workers=self.workers or None,
+            progress=lambda done, total: self.report(done, total, f"{done / 1e6:,.0f} of {total / 1e6:,.0f} MB encoded"))
+        self.report(1, 1, f"{info['train']['tokens']:,} training and {info['validation']['tokens']:,} validation "
+                          f"tokens ({info['dtype']}) with {info['workers']} process(es)")
 
 
 class Train(ScratchShape, Validation, Reporting):
@@ -193,22 +242,29 @@ class Train(ScratchShape, Validation, Reporting):
                                                           "starts to train with DDP; batch_size is split among them.")
 
     def base(self) -> BaseModel:
-        if self.base_model == SCRATCH:
-            return BaseModel(name=SCRATCH, manifests=self.manifests, seed=self.seed, validation=self.validation,
-                             **self.shape())
-        return BaseModel(name=self.base_model)
+        return base_model(self.base_model, self.manifests, self.seed, self.validation, self.shape())
 
     def requires(self):
-        return {"base": self.base(), "corpus": TrainingSet(manifests=self.manifests, validation=self.validation)}
+        return {"base": self.base(), "corpus": TrainingSet(manifests=self.manifests, validation=self.validation),
+                "tokens": Tokens(manifests=self.manifests, validation=self.validation, base_model=self.base_model,
+                                 seed=self.seed, **self.shape())}
 
     def output(self):
         return luigi.LocalTarget(paths.checkpoint_dir(self.run_name))
 
     def complete(self):
-        # Never complete over another run of that name: run() then says what differs.
+        # Never complete over another run of that name, nor when the corpus's inputs changed since (new, edited,
+        # reconverted or lost pages): run() then says what differs.
+        run_dir = paths.checkpoint_dir(self.run_name)
+        if not (run_dir / runfolder.RUN_INFO).exists():
+            return False
+        try:
+            now = corpus.inputs(self.manifests, self.validation)["fingerprint"]
+        except WikiluigiError:
+            return False
         identity = training.identity_of(self.backend, paths.model_dir(self.base().folder()),
-                                        corpus.folder(self.manifests, self.validation))
-        return training.finished(paths.checkpoint_dir(self.run_name), self.steps, self.patience, identity)
+                                        corpus.folder(self.manifests, self.validation), fingerprint=now)
+        return training.finished(run_dir, self.steps, self.patience, identity)
 
     def settings(self) -> training.Settings:
         return training.Settings(

@@ -27,11 +27,12 @@ model; default: runfolder.read_hparams) and, for Generate, generate_ids(folder, 
 import dataclasses
 import importlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wikiluigi.corpus import trainingset as corpus, vocabulary
+from wikiluigi.corpus import tokens as token_files, trainingset as corpus, vocabulary
 from wikiluigi.errors import ModelError
 from wikiluigi.training import report, runfolder
 
@@ -107,22 +108,23 @@ def load_backend(name: str):
 
 
 def draw_batches(tokens, settings: Settings, step: int) -> list:
-    """The windows of one step, drawn from (seed, step): a resumed run sees the batches it would have seen."""
+    """The windows of one step, drawn from (seed, step): a resumed run sees the batches it would have seen.
+    `tokens` may be a memmap of the token file: only the windows drawn are read. int32 arrays."""
     import numpy as np
     rng = np.random.default_rng([settings.seed, step])
     starts = rng.integers(0, tokens.size - settings.window + 1, size=(settings.accumulate, settings.batch_size))
-    return [np.stack([tokens[s:s + settings.window] for s in row]) for row in starts]
+    return [np.stack([tokens[s:s + settings.window] for s in row]).astype(np.int32) for row in starts]
 
 
 def validation_windows(tokens, window: int, count: int):
     """A fixed set of at most `count` windows spread evenly over the validation tokens (shorter than `window`
-    when the validation pages are); None when there are fewer than two tokens."""
+    when the validation pages are), int32; None when there are fewer than two tokens."""
     import numpy as np
     if tokens.size < 2:
         return None
     width = min(window, int(tokens.size))
     starts = np.unique(np.linspace(0, tokens.size - width, num=min(count, tokens.size - width + 1)).astype(int))
-    return np.stack([tokens[s:s + width] for s in starts])
+    return np.stack([tokens[s:s + width] for s in starts]).astype(np.int32)
 
 
 def finished(run_dir, steps: int, patience: int, identity: dict | None = None) -> bool:
@@ -139,20 +141,30 @@ def finished(run_dir, steps: int, patience: int, identity: dict | None = None) -
     return bool(patience) and stopped.get("step") == step and stopped.get("patience") == patience
 
 
-def identity_of(backend: str, base_dir, corpus_dir, hparams: dict | None = None) -> dict:
-    """What a run is, as run.json records it: backend, base model, corpus (manifests and validation split)."""
+def identity_of(backend: str, base_dir, corpus_dir, hparams: dict | None = None, *, fingerprint: str | None = None,
+                token_fingerprint: str | None = None) -> dict:
+    """What a run is, as run.json records it: backend, base model, corpus (manifests, validation split, the
+    fingerprint of the training set's inputs, and of its tokens). `fingerprint`: the inputs' fingerprint as
+    it is now (default: the one the training set was built with)."""
     base = {"name": Path(base_dir).name, **({"hparams": hparams} if hparams else {})}
     described = {"folder": Path(corpus_dir).name}
     stats = corpus.read_stats(corpus_dir)
     if stats:
         described.update(manifests=stats["manifests"], validation=stats["validation"]["asked"])
+    fingerprint = fingerprint or (stats or {}).get("fingerprint")
+    if fingerprint:
+        described["fingerprint"] = fingerprint
+    if token_fingerprint:
+        described["tokens"] = token_fingerprint
     return {"backend": backend, "base_model": base, "corpus": described}
 
 
 def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "tensorflow", progress=None) -> dict:
     """Train the run in `run_dir` up to `settings.steps` steps in all, resuming from its latest checkpoint.
 
-    `corpus_dir` is a TrainingSet folder (train.txt, validation.txt, stats.json). `progress(step, total,
+    `corpus_dir` is a TrainingSet folder (train.txt, validation.txt, stats.json); its tokens in the base
+    model's vocabulary are written first when missing or stale (wikiluigi.corpus.tokens), then read as
+    windows of a memmap. `progress(step, total,
     loss, tokens_per_s, seconds_left)` is called after the first step, about once a second, and at the end.
     """
     run_dir, base_dir, corpus_dir = Path(run_dir), Path(base_dir), Path(corpus_dir)
@@ -162,26 +174,29 @@ def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "
     stats = corpus.read_stats(corpus_dir)
     if stats is None:
         raise ModelError(f"{corpus_dir} holds no training set ({corpus.STATS} missing): build it (TrainingSet).")
-    identity = identity_of(module.NAME, base_dir, corpus_dir, hparams)
+    if not int(os.environ.get("RANK", "0")):      # one process of a torchrun writes them, before the others look
+        token_files.ensure(corpus_dir, base_dir)
+    tokens, held_out_ids, token_info = token_files.open_tokens(corpus_dir, base_dir)
+    identity = identity_of(module.NAME, base_dir, corpus_dir, hparams, token_fingerprint=token_info["fingerprint"])
     runfolder.check_identity(run_dir, identity)
     if finished(run_dir, settings.steps, settings.patience):
         info = runfolder.load_info(run_dir)
         return {"start_step": info["latest"]["step"], "step": info["latest"]["step"], "best": info.get("best"),
                 "stopped": info.get("stopped")}
     tokenizer = vocabulary.load_tokenizer(base_dir)
-    tokens = vocabulary.encode_corpus(corpus_dir / corpus.TRAIN_TEXT, tokenizer)
     if tokens.size <= settings.window:
         raise ModelError(f"The corpus {corpus_dir / corpus.TRAIN_TEXT} has {tokens.size} tokens, not more than one "
                          f"training window ({settings.window}): add pages or use a shorter sample_length.")
-    held_out = corpus_dir / corpus.VALIDATION_TEXT
     windows, held_out_tokens = None, 0
     if stats["validation"]["pages"]:
-        held_out_ids = vocabulary.encode_corpus(held_out, tokenizer)
         held_out_tokens = int(held_out_ids.size)
         windows = validation_windows(held_out_ids, settings.window, settings.validation_windows)
     folder = runfolder.RunFolder(run_dir)
     state = folder.open(identity, dataclasses.asdict(settings), base_dir)
-    folder.record(corpus_stats={**stats, "train_tokens": int(tokens.size), "validation_tokens": held_out_tokens,
+    described = {key: value for key, value in stats.items() if key != "inputs"}     # titles: in stats.json alone
+    described["validation"] = {key: value for key, value in stats["validation"].items() if key != "titles"}
+    folder.record(corpus_stats={**described, "train_tokens": int(tokens.size), "validation_tokens": held_out_tokens,
+                                "tokens": {key: token_info[key] for key in ("dtype", "fingerprint", "vocabulary")},
                                 "validation_windows": list(windows.shape) if windows is not None else None})
     resume = folder.latest if state.step else None
     with module.open_backend(hparams, base_dir, resume, settings) as model:

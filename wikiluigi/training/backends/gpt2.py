@@ -87,12 +87,13 @@ def _restore(tf, sess, checkpoint: str, variables, required) -> None:
 
 # ------------------------------------------------------------------------------------------ base models
 def build_scratch_model(model_dir, corpus_paths, *, n_layer: int, n_embd: int, n_head: int, n_ctx: int,
-                        vocab_size: int, seed: int) -> dict:
+                        vocab_size: int, seed: int, count_tokens: bool = True) -> dict:
     """A GPT-2 with random weights and a vocabulary trained on the corpus, in gpt-2-simple's seven-file layout.
 
-    `corpus_paths`: one text file or several (a training set's train.txt and validation.txt); `tokens` in
-    the result counts the first. Built in a temporary folder renamed into place at the end: a killed build
-    leaves no model folder.
+    `corpus_paths`: one text file or several (BaseModel gives a training set's train.txt alone); with
+    `count_tokens`, `tokens` in the result counts the first (one more pass over it: BaseModel leaves that to
+    the Tokens task). Built in a temporary folder renamed into place at the end: a killed build leaves no
+    model folder.
     """
     first = Path(corpus_paths) if isinstance(corpus_paths, (str, os.PathLike)) else Path(corpus_paths[0])
     model_dir = Path(model_dir)
@@ -107,9 +108,9 @@ def build_scratch_model(model_dir, corpus_paths, *, n_layer: int, n_embd: int, n
         hparams = {"n_vocab": n_vocab, "n_ctx": n_ctx, "n_embd": n_embd, "n_head": n_head, "n_layer": n_layer}
         _write_atomic(tmp / "hparams.json", json.dumps(hparams, indent=2) + "\n")
         _write_random_weights(tmp, hparams, seed)
-        tokens = int(vocabulary.encode_corpus(first, vocabulary.load_tokenizer(tmp)).size)
-    log.info("Built a GPT-2 from scratch in %s: %s, corpus of %d tokens", model_dir, hparams, tokens)
-    return {**hparams, "tokens": tokens}
+        tokens = int(vocabulary.encode_corpus(first, vocabulary.load_tokenizer(tmp)).size) if count_tokens else None
+    log.info("Built a GPT-2 from scratch in %s: %s", model_dir, hparams)
+    return {**hparams, **({"tokens": tokens} if count_tokens else {})}
 
 
 def _write_random_weights(model_dir: Path, hparams: dict, seed: int) -> None:

@@ -127,6 +127,8 @@ def train_distributed(run_dir, base_dir, corpus_dir, settings, *, backend: str =
     if not isinstance(processes, int) or processes < 1:
         raise ModelError(f"processes must be a whole number of at least 1, not {processes!r}.")
     run_dir = Path(run_dir)
+    from wikiluigi.corpus import tokens
+    tokens.ensure(corpus_dir, base_dir)     # once, before the processes that read them start
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.parent.glob(f".{run_dir.name}.rank*.tmp-*"):     # left by a killed torchrun
         shutil.rmtree(stale, ignore_errors=True)
