@@ -1,11 +1,14 @@
-"""Refresh's plain functions over a dump replaced by a newer one: by revision id, kill-safe, never deleting
-past max_removed."""
+"""Refresh's plain functions: a dump replaced by a newer one, by revision id, kill-safe, never deleting past
+max_removed; a listing cut short part way changes nothing."""
+import itertools
 import json
 from pathlib import Path
 
+import luigi.configuration
 import pytest
 
 from tests.support import synthetic_wiki
+from tests.support.faultserver import FaultProxy
 from wikiluigi import paths
 from wikiluigi.convert.pandoc import ConvertOptions
 from wikiluigi.convert.stage import process_pages
@@ -103,3 +106,34 @@ def test_more_removed_than_max_removed_changes_nothing_unless_allowed(data_dir, 
     assert report["gone"] == 3 and not (paths.raw_dir(HOST) / "Thing 11.mediawiki").exists()
     saved = json.loads((data_dir / "out" / "reports" / "things.refresh.json").read_text())
     assert saved["gone_titles"] == ["Thing 09", "Thing 10", "Thing 11"]
+
+
+@pytest.fixture
+def impatient_http():
+    """Few and quick retries, as a user's luigi.cfg would set them."""
+    config = luigi.configuration.get_config()
+    for option, value in (("retries", "1"), ("backoff", "0.01"), ("max_backoff", "0.01")):
+        config.set("http", option, value)
+    yield
+    for option in ("retries", "backoff", "max_backoff"):
+        config.remove_option("http", option)
+
+
+def test_a_listing_cut_short_part_way_changes_nothing(data_dir, startrek_wiki, impatient_http):
+    originals = data_dir / "manifests" / "originals"
+    originals.mkdir(parents=True)
+    with FaultProxy(startrek_wiki.api_url) as proxy:
+        (originals / "trek.yaml").write_text(f"api: {proxy.api_url}\ninclude_categories: [Category:Star Trek]\n")
+        first = run_refresh("trek", convert=lambda titles: None)  # never scraped: every page is new
+        assert (first["new"], first["pages"]) == (27, 27)
+        host = host_of(manifests.load("trek"))
+        before = {p.name: p.read_bytes() for p in paths.raw_dir(host).iterdir()}
+        report = (data_dir / "out" / "reports" / "trek.refresh.json").read_text()
+        # The clock and two categories answer; then every answer is JSON cut short.
+        proxy.plan = itertools.chain([None, None, None], itertools.repeat("cut_json"))
+        with pytest.raises(RefreshError, match=rf"listing the pages of {proxy.api_url} failed, so nothing was "
+                                               r"changed or removed; asking for the members of Category:.*cut short"):
+            run_refresh("trek")
+    assert {p.name: p.read_bytes() for p in paths.raw_dir(host).iterdir()} == before
+    assert len(derived.load("trek").titles) == 27
+    assert (data_dir / "out" / "reports" / "trek.refresh.json").read_text() == report

@@ -36,7 +36,7 @@ class _ListingSource:
     def __init__(self, wiki: MediaWiki):
         self.wiki = wiki
         self.pages: dict[str, dict] = {}
-        self.asking = "the listing"
+        self.asking = "the wiki's clock (curtimestamp)"
 
     def _keep(self, page: dict | None) -> dict | None:
         if page and "title" in page:
@@ -74,9 +74,12 @@ class _ListingSource:
 def list_api(wiki: MediaWiki, manifest: Manifest, progress=None) -> Listing:
     """Every page of the manifest as the wiki has it now, through the category walk or all_pages with
     prop=info (the latest revision id comes with each page, 500 pages a request)."""
-    listed_at = wiki.server_time()
     source = _ListingSource(wiki)
-    resolution = resolve_manifest(source, manifest, progress=progress)
+    try:
+        listed_at = wiki.server_time()
+        resolution = resolve_manifest(source, manifest, progress=progress)
+    except ApiError as error:
+        raise ApiError(f"asking for {source.asking}: {error}") from None
     latest = {}
     for title in resolution.titles:
         page = source.pages.get(title)

@@ -267,19 +267,19 @@ def _list(manifest, lister, previous, old_titles, on_disk, missing_raw, settings
         say(0, 1, f"reading {manifest.dump.name}")
         return list_dump(manifest, progress=say)
     listing = None
-    source = None
     try:
         if old_titles and recent_changes_usable(manifest, previous, settings.recent_changes_days):
             say(0, 1, f"asking {manifest.api} for its changes since {previous['listed_at']}")
-            source = "list=recentchanges"
-            listing = list_recent(lister, manifest, previous["listed_at"], old_titles, on_disk, missing_raw)
+            try:
+                listing = list_recent(lister, manifest, previous["listed_at"], old_titles, on_disk, missing_raw)
+            except ApiError as error:
+                raise ApiError(f"asking for its recent changes (list=recentchanges): {error}") from None
         if listing is None:
             say(0, 1, f"listing the pages of {manifest.api}")
-            source = "the listing"
             listing = list_api(lister, manifest, progress=say)
     except ApiError as error:
-        raise RefreshError(f"{manifest.name}: listing the pages of {manifest.api} failed while asking for "
-                           f"{source}; nothing was changed or removed: {error}") from None
+        raise RefreshError(f"{manifest.name}: listing the pages of {manifest.api} failed, so nothing was changed "
+                           f"or removed; {error}") from None
     return listing, None
 
 
