@@ -197,3 +197,16 @@ def test_without_syncfs_each_file_of_a_group_is_fsynced_before_the_renames(data_
     kinds = [kind for kind, _ in events]
     assert kinds == ["syncfs", "fsync", "fsync", "replace", "replace", "fsync"]
     assert all(what.endswith(".part") for _, what in events[1:3]) and events[-1] == ("fsync", str(data_dir))
+
+
+def test_an_unreadable_failure_record_is_reported_as_such_and_kept(data_dir):
+    folder = paths.raw_dir("wiki.example")
+    records = paths.failure_dir(folder)
+    records.mkdir(parents=True)
+    (records / "Worf.json").write_bytes(b'{"title": "Wo\x00\xff')             # damaged, not empty
+    pagefiles.record_failure(folder, "Kirk", "fetch", "the page does not exist")
+    found = pagefiles.failures(folder, ["Kirk", "Worf"])
+    assert [r["title"] for r in found] == ["Kirk", "Worf"]
+    assert found[1]["reason"] == f"its failure record {records / 'Worf.json'} is unreadable: delete it to try the page again"
+    assert pagefiles.todo(folder, ".mediawiki", ["Kirk", "Worf"]) == []    # both failed: done, until deleted
+    assert (records / "Worf.json").exists()

@@ -384,10 +384,22 @@ def failures(stage_dir: Path, titles: Collection[str] | None = None) -> list[dic
     wanted = None if titles is None else titles if isinstance(titles, (set, frozenset)) else set(titles)
     records = []
     for name in names:
+        if not name.endswith(".json"):
+            continue  # a temporary file
         try:
-            record = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # removed or being replaced meanwhile
+            data = (folder / name).read_bytes()
+        except OSError:
+            continue  # removed meanwhile
+        if not data:
+            continue  # emptied by a power cut: no record (the page is done again, see todo)
+        try:
+            record = json.loads(data.decode("utf-8"))
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):  # damaged: still a failure, said so, and nothing deleted
+            stem = name.removesuffix(".json")
+            record = {"title": paths.stem_to_title(stem) or stem, "stage": "unknown",
+                      "reason": f"its failure record {folder / name} is unreadable: delete it to try the page again"}
         if wanted is None or record.get("title") in wanted:
             records.append(record)
     return sorted(records, key=lambda record: str(record.get("title")))

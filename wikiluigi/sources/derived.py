@@ -72,7 +72,8 @@ def offsets_file(path: Path) -> Path:
 
 
 def write(path: Path, derived: Derived, categories: list[str], warnings: list[str]) -> None:
-    """The titles (and offsets) first, the YAML last: the YAML is what says the derived manifest is there."""
+    """The titles (and offsets) first, the YAML last: the YAML is what says the derived manifest is there.
+    Each is fsync'ed before its rename and the folder after (pagefiles.write_atomic), in that order."""
     document = {
         "manifest": derived.name,
         "manifest_sha256": derived.manifest_sha256,
@@ -91,7 +92,7 @@ def write(path: Path, derived: Derived, categories: list[str], warnings: list[st
     if derived.offsets is not None:
         pagefiles.write_atomic(offsets_file(path), array("q", derived.offsets).tobytes())
     else:
-        offsets_file(path).unlink(missing_ok=True)
+        pagefiles.remove(offsets_file(path))
     pagefiles.write_atomic(path, yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=1 << 20))
     pagefiles.remove_stale_temporaries(path.parent)  # left by a killed run
 
