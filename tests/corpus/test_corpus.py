@@ -166,3 +166,47 @@ def test_the_json_lines_load_with_the_datasets_librarys_json_loader(data_dir, tm
     assert set(loaded["train"].column_names) == {"title", "text", "url", "revision_id", "wiki"}
     row = loaded["validation"][0]
     assert row["text"] == pages[row["title"]] and row["wiki"] == "set.example"
+
+
+def test_a_training_set_is_stale_when_its_pages_revisions_or_options_change_and_only_then(data_dir):
+    make_manifest("trek", "trek.example", {"Spock": "Vulcan.", "Kirk": "Captain.", "Worf": None})
+    built = corpus.build_trainingset(["trek"], validation=0)
+    assert corpus.is_built(["trek"], 0) and len(built["fingerprint"]) == 64
+    assert built["inputs"][0]["pages"] == 2 and built["inputs"][0]["manifest"] == "trek"
+    pagefiles.write_atomic(paths.processed_page("trek.example", "Spock"), "Vulcan.")    # the same page again
+    assert corpus.is_built(["trek"], 0)
+
+    pagefiles.write_atomic(paths.processed_page("trek.example", "Worf"), "Klingon.")    # a page converted since
+    assert corpus.stale_because(["trek"], 0) == "trek: 2 pages with Markdown, now 3"
+    assert corpus.build_trainingset(["trek"], validation=0)["pages"] == 3 and corpus.is_built(["trek"], 0)
+
+    raw = paths.raw_dir("trek.example")
+    raw.mkdir(parents=True)
+    (raw / "revisions-host1.jsonl").write_text('{"title": "Spock", "revision_id": 12}\n', encoding="utf-8")
+    assert corpus.stale_because(["trek"], 0) == "trek: pages or their revisions changed"      # a refresh
+    corpus.build_trainingset(["trek"], validation=0)
+    assert corpus.is_built(["trek"], 0)
+
+    paths.processed_page("trek.example", "Kirk").unlink()                                 # a page lost
+    assert corpus.stale_because(["trek"], 0) == "trek: 3 pages with Markdown, now 2"
+    corpus.build_trainingset(["trek"], validation=0)
+    assert corpus.stale_because(["trek"], 0) is None and corpus.stale_because(["trek"], 0.5) == "not built"
+    # Other conversion options are another processed folder (with its own pages): named in the inputs.
+    assert corpus.changes([{**built["inputs"][0], "processed_folder": "trek.example~0123456789ab"}],
+                          built["inputs"]) == "trek: processed folder changed"
+
+
+def test_a_dumps_siteinfo_is_read_once_per_manifest(data_dir, tmp_path, monkeypatch):
+    from wikiluigi.sources import dump as dumps
+    site = tmp_path / "site.xml"
+    site.write_text('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/"><siteinfo><sitename>Isles'
+                    '</sitename><base>http://isles.example/wiki/Main_Page</base></siteinfo></mediawiki>',
+                    encoding="utf-8")
+    reads = []
+    real = dumps.read_siteinfo
+    monkeypatch.setattr(dumps, "read_siteinfo", lambda path: reads.append(path) or real(path))
+    make_manifest("isles", "isles.example", {f"Isle {n}": f"Isle number {n}." for n in range(30)},
+                  source={"dump": str(site)})
+    corpus.build_trainingset(["isles"], validation=0)
+    records = read_jsonl(corpus.folder(["isles"], 0) / "train.jsonl")
+    assert len(records) == 30 and records[0]["url"] == "http://isles.example/wiki/Isle_0" and len(reads) == 1

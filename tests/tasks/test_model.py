@@ -17,7 +17,7 @@ from tests.support.tiny_gpt2 import startrek_articles
 from wikiluigi import pagefiles, paths
 from wikiluigi.errors import ModelError
 from wikiluigi.sources import derived
-from wikiluigi.tasks.model import BaseModel, Generate, Train, TrainingSet, scratch_folder
+from wikiluigi.tasks.model import BaseModel, Generate, Tokens, Train, TrainingSet, scratch_folder
 from wikiluigi.tasks.process import Convert
 from wikiluigi.training import runfolder
 from wikiluigi.training.backends import gpt2
@@ -26,6 +26,7 @@ HOST = "startrek.example"
 TINY = {"n_layer": 2, "n_embd": 64, "n_head": 2, "n_ctx": 128, "vocab_size": 1000}
 TRAIN = {"base_model": "scratch", "manifests": '["startrek"]', "batch_size": "4", "learning_rate": "0.003",
          "sample_length": "128", "save_every": "10", "validate_every": "10", **{k: str(v) for k, v in TINY.items()}}
+TOKENS = {"base_model": "scratch", **TINY}
 
 
 def make_manifest(name: str, pages: dict[str, str | None], host: str = HOST) -> None:
@@ -193,7 +194,13 @@ def test_corpus_to_model_to_samples_then_more_training(startrek, monkeypatch):
         assert [int(row["step"]) for row in table if row["val_loss"]] == [10, 20, 30]
         info = json.loads((run / "run.json").read_text(encoding="utf-8"))
         assert runfolder.saved_step(run) == 30 and (run / "loss.png").exists() and (run / "report.html").exists()
-        assert info["corpus"] == {"folder": "startrek", "manifests": ["startrek"], "validation": 0.1}
+        stats = json.loads((paths.out_dir() / "trainingset" / "startrek" / "stats.json").read_text(encoding="utf-8"))
+        folder = paths.out_dir() / "trainingset" / "startrek" / "tokens" / model.name
+        tokens = json.loads((folder / "tokens.json").read_text(encoding="utf-8"))
+        assert info["corpus"] == {"folder": "startrek", "manifests": ["startrek"], "validation": 0.1,
+                                  "fingerprint": stats["fingerprint"], "tokens": tokens["fingerprint"]}
+        assert tokens["dtype"] == "uint16" and (folder / "train.bin").stat().st_size == 2 * tokens["train"]["tokens"]
+        assert info["corpus_stats"]["train_tokens"] == tokens["train"]["tokens"]
         held_out = info["corpus_stats"]["validation"]["pages"]
         assert info["corpus_stats"]["validation"]["note"] == \
             f"{held_out} of 27 pages held out for validation (0.1 of 27 asked, at least 3)"
@@ -201,8 +208,7 @@ def test_corpus_to_model_to_samples_then_more_training(startrek, monkeypatch):
         assert train_reports[-1][0] == 100 and train_reports[-1][1].startswith(f"step 30, loss {loss[-1]:.3f}")
         assert f"best validation loss {best['val_loss']:.3f} at step {best['step']}" in train_reports[-1][1]
         assert any(m.startswith("step ") and "tokens/s" in m and " left" in m for _, m in train_reports)
-        stats = json.loads((paths.out_dir() / "trainingset" / "startrek" / "stats.json").read_text(encoding="utf-8"))
-        assert stats["tokens"]["scratch-startrek-l2-e64-h2-c128-v1000-s1"] > 5000
+        assert stats["tokens"]["scratch-startrek-l2-e64-h2-c128-v1000-s1"] == tokens["train"]["tokens"] > 5000
 
         out = paths.generated_dir("trek")
         index = json.loads((out / "index.json").read_text(encoding="utf-8"))
@@ -235,6 +241,19 @@ def test_train_resumes_only_its_own_corpus(startrek):
     assert any("is another run than this Train describes" in e and "other" in e for e in errors), errors
     assert runfolder.saved_step(paths.checkpoint_dir("mine")) == 2
 
+    # A page converted since: the training set, its tokens and the run are out of date; the run says what changed.
+    with config({"Train": {**TRAIN, "steps": "2", "batch_size": "1"}}):
+        assert Train(run_name="mine").complete()
+        pagefiles.write_atomic(paths.processed_page(HOST, "Tribble"), "A small furry creature. " * 50)
+        make_manifest("startrek", {**startrek_articles(), "Tribble": "A small furry creature. " * 50})
+        assert not Train(run_name="mine").complete() and not TrainingSet(manifests=["startrek"]).complete()
+        ok, errors = build(Train(run_name="mine"))
+    assert not ok
+    assert any("is another run than this Train describes" in e and "The corpus changed since the run began: "
+               "startrek: 27 pages with Markdown, now 28" in e for e in errors), errors
+    assert TrainingSet(manifests=["startrek"]).complete()               # rebuilt, and its tokens with it
+    assert Tokens(manifests=["startrek"], **TOKENS).complete()
+
 
 @pytest.mark.slow
 def test_generate_from_an_existing_run_needs_no_train_parameters(startrek, tmp_path):
@@ -255,3 +274,21 @@ def test_training_with_a_window_beyond_n_ctx_fails_clearly(startrek):
     assert not ok
     assert any("Train: The training window 129 (sample_length) does not fit the model: its window n_ctx is 128" in e
                for e in errors), errors
+
+
+@pytest.mark.slow
+def test_a_scratch_vocabulary_is_learnt_from_the_training_pages_alone(data_dir, monkeypatch):
+    from wikiluigi.corpus import trainingset
+    pages = {f"Page {n}": f"Plain words about page {n}. " * 20 for n in range(12)}
+    held = sorted(pages, key=lambda title: trainingset._held_out_order(HOST, title))[:3]
+    for title in held:                                  # a word only the held-out pages have, many times
+        pages[title] = "Quuxplughxyzzy " * 300
+    make_manifest("words", pages)
+    monkeypatch.setattr(TrainingSet, "requires", lambda self: [])
+    assert build(BaseModel(name="scratch", manifests=["words"], **TINY)) == (True, [])
+    stats = json.loads((paths.out_dir() / "trainingset" / "words" / "stats.json").read_text(encoding="utf-8"))
+    assert stats["validation"]["titles"] == sorted(held)
+    model = paths.model_dir(scratch_folder(["words"], seed=1, **TINY))
+    vocab = json.loads((model / "encoder.json").read_text(encoding="utf-8"))
+    assert not [token for token in vocab if "xyzzy" in token or "Quux" in token]
+    assert [token for token in vocab if "Plain" in token]            # the training pages' words are learnt

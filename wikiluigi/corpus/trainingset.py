@@ -365,7 +365,7 @@ def changes(before: list[dict], now: list[dict]) -> str:
         keys = [key for key in entry if was.get(key) != entry[key]]
         if "pages" in keys:
             said.append(f"{entry['manifest']}: {was.get('pages')} pages with Markdown, now {entry['pages']}")
-            keys.remove("pages")
+            keys = [key for key in keys if key not in ("pages", "pages_sha256")]
         if "pages_sha256" in keys:
             keys[keys.index("pages_sha256")] = "pages or their revisions"
         if keys:

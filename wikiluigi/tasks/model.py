@@ -163,8 +163,8 @@ class Tokens(ScratchShape, Validation, Reporting):
     manifests = luigi.ListParameter(description='Manifest names, e.g. \'["startrek"]\'.')
     base_model = BaseModelName(default=SCRATCH, description=f"One of {', '.join(BASE_MODELS)}.")
     seed = luigi.IntParameter(default=1, description="Seed of a scratch model's weights (its folder's name).")
-    workers = luigi.IntParameter(default=0, description="Processes that encode (0: every core).",
-                                 significant=False)
+    processes = luigi.IntParameter(default=0, description="Processes that encode (0: every core).",
+                                   significant=False)
 
     def base(self) -> BaseModel:
         return base_model(self.base_model, self.manifests, self.seed, self.validation, self.shape())
@@ -188,7 +188,7 @@ class Tokens(ScratchShape, Validation, Reporting):
         said = token_files.problem(corpus_dir, model_dir)
         self.report(0, 1, f"encoding: {said}")
         info = token_files.write_tokens(
-            corpus_dir, model_dir, workers=self.workers or None,
+            corpus_dir, model_dir, workers=self.processes or None,
             progress=lambda done, total: self.report(done, total, f"{done / 1e6:,.0f} of {total / 1e6:,.0f} MB encoded"))
         self.report(1, 1, f"{info['train']['tokens']:,} training and {info['validation']['tokens']:,} validation "
                           f"tokens ({info['dtype']}) with {info['workers']} process(es)")

@@ -178,7 +178,7 @@ def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "
         token_files.ensure(corpus_dir, base_dir)
     tokens, held_out_ids, token_info = token_files.open_tokens(corpus_dir, base_dir)
     identity = identity_of(module.NAME, base_dir, corpus_dir, hparams, token_fingerprint=token_info["fingerprint"])
-    runfolder.check_identity(run_dir, identity)
+    _check_identity(run_dir, identity, stats)
     if finished(run_dir, settings.steps, settings.patience):
         info = runfolder.load_info(run_dir)
         return {"start_step": info["latest"]["step"], "step": info["latest"]["step"], "best": info.get("best"),
@@ -193,7 +193,7 @@ def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "
         windows = validation_windows(held_out_ids, settings.window, settings.validation_windows)
     folder = runfolder.RunFolder(run_dir)
     state = folder.open(identity, dataclasses.asdict(settings), base_dir)
-    described = {key: value for key, value in stats.items() if key != "inputs"}     # titles: in stats.json alone
+    described = dict(stats)            # the held-out titles: in stats.json alone
     described["validation"] = {key: value for key, value in stats["validation"].items() if key != "titles"}
     folder.record(corpus_stats={**described, "train_tokens": int(tokens.size), "validation_tokens": held_out_tokens,
                                 "tokens": {key: token_info[key] for key in ("dtype", "fingerprint", "vocabulary")},
@@ -202,6 +202,20 @@ def train(run_dir, base_dir, corpus_dir, settings: Settings, *, backend: str = "
     with module.open_backend(hparams, base_dir, resume, settings) as model:
         loop = _Loop(folder, model, module.NAME, settings, tokens, windows, tokenizer, state, progress)
         return loop.run()
+
+
+def _check_identity(run_dir: Path, identity: dict, stats: dict) -> None:
+    """runfolder.check_identity, saying also what changed in the corpus's inputs since the run began (pages
+    added or lost, revisions, conversion options) when that is what differs."""
+    try:
+        runfolder.check_identity(run_dir, identity)
+    except ModelError as exc:
+        info = runfolder.read_json(run_dir / runfolder.RUN_INFO) or {}
+        before = (info.get("corpus_stats") or {}).get("inputs")
+        if before is not None and stats.get("inputs") and before != stats["inputs"]:
+            raise ModelError(f"{exc} The corpus changed since the run began: "
+                             f"{corpus.changes(before, stats['inputs'])}.") from None
+        raise
 
 
 class _Loop:
