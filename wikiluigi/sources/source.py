@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from wikiluigi import paths
+from wikiluigi import pagefiles, paths
 from wikiluigi.errors import DumpError
 from wikiluigi.sources import dump
 from wikiluigi.sources.mediawiki import MediaWiki, Revision, Settings
@@ -68,6 +68,20 @@ def recorded_source_current(recorded: dict, manifest) -> bool:
     if not manifest.dump:
         return recorded.get("api") == manifest.api
     return "dump" in recorded and recorded.get("index") == dump_source_of(manifest).get("index")
+
+
+def forget_dump_misses(host: str, dump_path: str) -> int:
+    """Clear the fetch failures "the page is not in <dump>": after the way the dump is read changed (its
+    multistream index appeared or went), they may say more about the old way than about the dump, and
+    each page is looked up again. Returns how many were cleared."""
+    reason = f"the page is not in {Path(dump_path).name}"
+    stage_dir = paths.raw_dir(host)
+    stale = [record["title"] for record in pagefiles.failures(stage_dir)
+             if record.get("reason") == reason and isinstance(record.get("title"), str)]
+    with pagefiles.durable_batch():
+        for title in stale:
+            pagefiles.clear_failure(stage_dir, title)
+    return len(stale)
 
 
 def reads_a_plain_dump(recorded: dict) -> bool:

@@ -14,7 +14,8 @@ from wikiluigi.sources.derive import refuse_shared_files, resolve_manifest
 from wikiluigi.sources.dump import multistream_index
 from wikiluigi.sources.fetch import fetch_pages, pages_to_fetch
 from wikiluigi.sources.manifest import fingerprint, load as load_manifest, source_of
-from wikiluigi.sources.source import (dump_stamp, full_source_of, host_of, open_chunk_source, open_source,
+from wikiluigi.sources.source import (dump_stamp, forget_dump_misses, full_source_of, host_of, open_chunk_source,
+                                      open_source,
                                       reads_a_plain_dump as plain_dump_recorded, recorded_source_current)
 from wikiluigi.tasks.base import ManifestTask
 
@@ -79,8 +80,18 @@ class DeriveManifest(UsesTheApi, ManifestTask):
             manifest_sha256=fingerprint(self.manifest), offsets=offsets,
             dump_stamp=dump_stamp(manifest.dump) if manifest.dump else "",
         )
+        previous = self.recorded_source()
         derived.write(paths.derived_manifest(self.manifest), result, resolution.categories, resolution.warnings)
+        if previous and "dump" in previous and previous.get("index") != source_record.get("index"):
+            forget_dump_misses(result.host, source_record["dump"])  # read another way now: look them up again
         self.report(1, 1, f"{len(titles)} pages in {result.chunk_count} chunks")
+
+    def recorded_source(self) -> dict | None:
+        """The source the derived manifest on disk recorded, if there is one that reads."""
+        try:
+            return derived.load(self.manifest).source
+        except WikiluigiError:
+            return None
 
 
 class ChunkTask(ManifestTask):
