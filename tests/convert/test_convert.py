@@ -142,16 +142,16 @@ def test_star_trek_character(startrek):
     pages = {t: startrek[t][1] for t in ("Spock", "Kahless the Unforgettable", "USS Enterprise (NCC-1701)")}
     results = convert_pages(pages, OPTIONS)
     spock = results["Spock"].markdown
-    assert spock.startswith("# Spock\n\n**Spock** is the science officer of the first starship *Enterprise* in "
-                            "*Star Trek*, the son of a Vulcan father and a Human mother. He arrived with "
-                            "*Star Trek: The Original Series* and soon became its best-known face.\n")
+    assert spock.startswith("# Spock\n\n**Spock** is a fictional character of *Star Trek*: the half-Vulcan, "
+                            "half-Human science officer of the first *Enterprise*. Viewers meet Spock first in "
+                            "*Star Trek: The Original Series*.\n")
     assert headings(spock, 2) == ["Biography", "Reception"]  # Appearances, References, External links dropped
     assert headings(spock, 3) == ["Early life"]
     # links become their text, the label where there is one
     assert "Related reading: faster-than-light travel and Vulcan." in spock
-    assert "Critics wrote about him as well: an essay on Spock, while" in spock
-    assert "- Grew up on Vulcan\n- Trained at the *Starfleet Academy*\n  - Finished among the best of his year" in spock
-    assert "1.  Served under Captain Pike\n2.  Joined Kirk's crew as first officer" in spock
+    assert "Critics wrote about Spock as well: an essay on Spock, while" in spock
+    assert "- Home world: Vulcan\n- Schooling: the *Starfleet Academy*\n  - Marks: among the best" in spock
+    assert "1.  A first posting, details unknown\n2.  A second posting, details unknown" in spock
     for gone in ("Spock.jpg", "pictured for the press", "Leonard Nimoy", "hidden editor comment", "Citation needed",
                  "Live long", "example.org", "Encyclopedia", "Chronology", "Vulcans"):
         assert gone not in spock
@@ -302,7 +302,7 @@ def test_template_rules_make_text(startrek):
     }
     markdown = convert_page("Spock", spock, ConvertOptions(DEFAULT_DROP_SECTIONS, template_rules=rules)).markdown
     assert '## Reception\n\n"Live long and prosper." (Spock)\n\nCritics wrote' in markdown
-    assert markdown.startswith("# Spock\n\nSpock was played by Leonard Nimoy.\n\n**Spock** is the science officer")
+    assert markdown.startswith("# Spock\n\nSpock was played by Leonard Nimoy.\n\n**Spock** is a fictional")
     assert_clean(markdown)
     plain = convert_page("Spock", spock, OPTIONS).markdown
     assert "Live long" not in plain and "Nimoy" not in plain
