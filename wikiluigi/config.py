@@ -73,5 +73,5 @@ class refresh(luigi.Config):
     attic_days = luigi.FloatParameter(default=30.0, description=(
         "Days removed pages are kept in attic/ (so that a mistaken Refresh can be undone); 0 keeps them."))
     recent_changes_days = luigi.FloatParameter(default=30.0, description=(
-        "An all_pages manifest refreshed within this many days asks list=recentchanges what changed since, "
-        "where that is cheaper than listing every page; 0: always list every page."))
+        "A manifest refreshed within this many days asks list=recentchanges what changed since, where that "
+        "is cheaper than listing every page again; 0: always list every page."))

@@ -109,25 +109,43 @@ def run_luigi_status(data_dir: Path) -> str:
     return result.stdout
 
 
-def test_a_whole_wiki_refreshed_again_asks_its_recent_changes(tmp_path, local_mediawiki_factory):
+MANIFESTS = {"whole": {"all_pages": True, "namespaces": [0, 14]}, "trek": {"include_categories": ["Category:Star Trek"]}}
+
+
+def test_refreshed_again_a_manifest_asks_the_recent_changes_and_ends_as_a_fresh_scrape(tmp_path, local_mediawiki_factory):
     wiki = local_mediawiki_factory()
-    data_dir = make_data_dir(tmp_path / "refreshed", {"trek": {"api": wiki.api_url, "all_pages": True}})
-    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
-    run_luigi(data_dir, "Refresh", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    folders = {name: make_data_dir(tmp_path / name, {name: {"api": wiki.api_url, **manifest}})
+               for name, manifest in MANIFESTS.items()}
+    for name, data_dir in folders.items():
+        run_luigi(data_dir, "Scrape", "--manifest", name, "--local-scheduler", check_returncode=0)
+        run_luigi(data_dir, "Refresh", "--manifest", name, "--local-scheduler", check_returncode=0)
     edit_as_editors_do(wiki)
 
-    wiki.mark_requests()
-    run_luigi(data_dir, "Refresh", "--manifest", "trek", "--local-scheduler", check_returncode=0)
-    report = json.loads((data_dir / "out" / "reports" / "trek.refresh.json").read_text())
-    assert report["how"].startswith("recent changes since")
-    assert (report["changed_titles"], report["new_titles"], report["gone_titles"]) == (
-        ["Spock"], ["Tuvok (Vulcan)", "Zefram Cochrane"], ["Tuvok", "Worf"])
-    # The clock, the recent changes, the state of the 6 pages they name, the 3 revisions.
-    assert report["requests"] == len(wiki.api_requests()) == 4
+    for name, data_dir in folders.items():
+        wiki.mark_requests()
+        run_luigi(data_dir, "Refresh", "--manifest", name, "--local-scheduler", check_returncode=0)
+        report = json.loads((data_dir / "out" / "reports" / f"{name}.refresh.json").read_text())
+        assert report["how"].startswith("recent changes since"), name
+        assert (report["changed_titles"], report["new_titles"], report["gone_titles"]) == (
+            ["Spock"], ["Tuvok (Vulcan)", "Zefram Cochrane"], ["Tuvok", "Worf"]), name
+        # The clock, the recent changes, the state of the 6 pages they name, the 3 revisions.
+        assert report["requests"] == len(wiki.api_requests()) == 4, name
+        assert_as_a_fresh_scrape(tmp_path / f"fresh-{name}", wiki, name, data_dir)
 
-    fresh = make_data_dir(tmp_path / "fresh", {"trek": {"api": wiki.api_url, "all_pages": True}})
-    run_luigi(fresh, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
-    assert derived(data_dir, "trek")["titles"] == derived(fresh, "trek")["titles"]
+    # A new subcategory: the walk is done again, and finds it.
+    wiki.edit_page("Category:Andorians", "Blue. [[Category:Star Trek characters]]")
+    wiki.edit_page("Shran", "'''Shran''' is an Andorian.\n\n[[Category:Andorians]]")
+    wiki._maint("runJobs.php")
+    run_luigi(folders["trek"], "Refresh", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    report = json.loads((folders["trek"] / "out" / "reports" / "trek.refresh.json").read_text())
+    assert report["how"] == "the category walk" and report["new_titles"] == ["Shran"]
+    assert_as_a_fresh_scrape(tmp_path / "fresh-again", wiki, "trek", folders["trek"])
+
+
+def assert_as_a_fresh_scrape(folder: Path, wiki, name: str, data_dir: Path) -> None:
+    fresh = make_data_dir(folder, {name: {"api": wiki.api_url, **MANIFESTS[name]}})
+    run_luigi(fresh, "Scrape", "--manifest", name, "--local-scheduler", check_returncode=0)
+    assert derived(data_dir, name)["titles"] == derived(fresh, name)["titles"]
     mine, theirs = raw_folder(data_dir, wiki), raw_folder(fresh, wiki)
     assert {p.name: p.read_bytes() for p in mine.glob("*.mediawiki")} == {
         p.name: p.read_bytes() for p in theirs.glob("*.mediawiki")}

@@ -26,6 +26,8 @@ class Listing:
     counts: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     offsets: array | None = None  # a multistream dump's stream of each title
+    state: dict | None = None     # what a category manifest's next refresh needs to follow recent changes
+    listing_requests: int = 0     # what listing every page cost: recent changes are asked where cheaper
 
 
 # Listing an API wiki
@@ -33,9 +35,16 @@ class _ListingSource:
     """The derive walk's source over an uncached API, keeping every page record it sees (with `lastrevid`),
     so that a page listed once needs no second request to resolve it."""
 
-    def __init__(self, wiki: MediaWiki):
+    def __init__(self, wiki: MediaWiki, exclude_roots: Iterable[str] = ()):
         self.wiki = wiki
         self.pages: dict[str, dict] = {}
+        self.finals: dict[str, str | None] = {}  # title asked to resolve -> the page it leads to
+        # Members of each category of the manifest's walk, and of the walk of its exclusions (which starts
+        # at an excluded root: the manifest's own walk never enters one).
+        self.members: dict[str, dict[str, None]] = {}
+        self.excluded_members: dict[str, dict[str, None]] = {}
+        self.exclude_roots = set(exclude_roots)
+        self.excluding = False
         self.asking = "the wiki's clock (curtimestamp)"
 
     def _keep(self, page: dict | None) -> dict | None:
@@ -45,8 +54,11 @@ class _ListingSource:
 
     def category_members(self, category: str) -> Iterator[tuple[str, int]]:
         self.asking = f"the members of {category} (generator=categorymembers)"
+        self.excluding = self.excluding or category in self.exclude_roots
+        members = (self.excluded_members if self.excluding else self.members).setdefault(category, {})
         for page in self.wiki.category_members_info(category):
             self._keep(page)
+            members[page["title"]] = None
             yield page["title"], int(page.get("ns", 0))
 
     def all_pages(self, namespace: int) -> Iterator[str]:
@@ -68,13 +80,36 @@ class _ListingSource:
         for title, page in self.wiki.pages_info(ask):
             page = self._keep(page)
             resolved[title] = None if page is None else (page["title"], int(page.get("ns", 0)))
+            self.finals[title] = None if page is None else page["title"]
         return resolved
+
+    def final(self, title: str) -> str | None:
+        page = self.pages.get(title)
+        return title if page is not None and not page.get("redirect") else self.finals.get(title)
+
+    def state(self, manifest: Manifest, walked: list[str]) -> dict:
+        """What following the recent changes of a category manifest needs: the categories walked (and
+        those of its exclusions), the redirects among the members (a change to one means listing again),
+        and where the manifest's single pages lead."""
+        redirects = {title for members in (*self.members.values(), *self.excluded_members.values())
+                     for title in members if (self.pages.get(title) or {}).get("redirect")}
+        included_redirects = {t for members in self.members.values() for t in members if t in redirects}
+        excluded_redirects = redirects - included_redirects
+        return {
+            "walked": sorted(walked),
+            "excluded_walked": sorted(self.excluded_members),
+            "redirect_members": sorted(redirects),
+            "redirect_targets": sorted({f for t in included_redirects if (f := self.final(t))}),
+            "include_pages": sorted({f for t in manifest.include_pages if (f := self.final(t))}),
+            "excluded_pages": sorted({f for t in (*manifest.exclude_pages, *excluded_redirects)
+                                      if (f := self.final(t))}),
+        }
 
 
 def list_api(wiki: MediaWiki, manifest: Manifest, progress=None) -> Listing:
     """Every page of the manifest as the wiki has it now, through the category walk or all_pages with
     prop=info (the latest revision id comes with each page, 500 pages a request)."""
-    source = _ListingSource(wiki)
+    source = _ListingSource(wiki, manifest.exclude_categories)
     try:
         listed_at = wiki.server_time()
         resolution = resolve_manifest(source, manifest, progress=progress)
@@ -88,57 +123,10 @@ def list_api(wiki: MediaWiki, manifest: Manifest, progress=None) -> Listing:
                            f"again; if it persists, report it.")
         latest[title] = int(page["lastrevid"])
     how = "every page (all_pages)" if manifest.all_pages else "the category walk"
+    state = None if manifest.all_pages else source.state(manifest, resolution.categories)
     return Listing(titles=resolution.titles, latest=latest, how=how, listed_at=listed_at,
-                   categories=resolution.categories, counts=resolution.counts, warnings=resolution.warnings)
-
-
-def recent_changes_usable(manifest: Manifest, previous: dict | None, days: float, now: float | None = None) -> bool:
-    """Whether the wiki's recent changes can say what changed since the last listing: an all_pages manifest
-    with no categories or single pages to resolve, unchanged since, listed within `days` ([refresh] recent_changes_days)."""
-    if not (manifest.all_pages and days > 0 and previous):
-        return False
-    if manifest.include_categories or manifest.exclude_categories or manifest.include_pages or manifest.exclude_pages:
-        return False
-    if previous.get("manifest_sha256") != fingerprint(manifest.name) or not previous.get("listed_at"):
-        return False
-    try:
-        since = datetime.fromisoformat(str(previous["listed_at"]).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return False
-    return (now or time.time()) - since < days * 86400
-
-
-def list_recent(wiki: MediaWiki, manifest: Manifest, since: str, old_titles: list[str], on_disk: dict[str, dict],
-                missing_raw: set[str]) -> Listing | None:
-    """The pages now, from the old ones and what list=recentchanges says changed since `since` (edits,
-    new pages, deletions, moves with their targets, in every namespace); None when so much changed that
-    listing every page is cheaper."""
-    listed_at = wiki.server_time()
-    namespaces = set(manifest.namespaces)
-    touched: dict[str, None] = dict.fromkeys(missing_raw)
-    for change in wiki.recent_changes(since):
-        if int(change.get("ns", -1)) in namespaces and "title" in change:
-            touched[change["title"]] = None
-        target = (change.get("logparams") or {})
-        if isinstance(target, dict) and "target_title" in target and int(target.get("target_ns", -1)) in namespaces:
-            touched[target["target_title"]] = None
-        if len(touched) > max(len(old_titles), 1) // 10 + 50:
-            return None  # asking 50 titles a request would cost more than listing 500 a request
-    titles = set(old_titles)
-    latest = {title: (on_disk.get(title) or {}).get("revision_id") for title in old_titles}
-    for title, page in wiki.pages_info(list(touched), follow_redirects=False):
-        if page is None or page.get("redirect") or int(page.get("ns", -1)) not in namespaces:
-            titles.discard(title)
-            continue
-        titles.add(page["title"])
-        latest[page["title"]] = int(page["lastrevid"])
-    titles = sorted(titles)
-    variants = case_variants(titles)
-    counts = {"pages": len(titles), "all_pages_listed": len(titles), "recent_changes": len(touched),
-              "case_variants": sum(map(len, variants))}
-    warnings = [f"titles that differ only in case: {', '.join(group)}" for group in variants]
-    return Listing(titles=titles, latest={title: latest.get(title) for title in titles},
-                   how=f"recent changes since {since}", listed_at=listed_at, counts=counts, warnings=warnings)
+                   categories=resolution.categories, counts=resolution.counts, warnings=resolution.warnings,
+                   state=state, listing_requests=wiki.requests_sent)
 
 
 # Listing a dump

@@ -231,11 +231,29 @@ class MediaWiki:
                 page = pages.get(_follow(title, query))
                 yield title, None if _absent(page) else page
 
+    def pages_categories(self, titles: Iterable[str]) -> Iterator[tuple[str, dict | None]]:
+        """(title, its own record with `lastrevid`, `redirect` and `categories`, a list of category titles;
+        None when the page does not exist), 50 titles a request, redirects not followed."""
+        for batch in self.batches(titles):
+            pages: dict[str, dict] = {}
+            query: dict = {}
+            for data in self.query_all(titles="|".join(batch), prop="info|categories", cllimit="max"):
+                part = data.get("query", {})
+                query.setdefault("normalized", []).extend(part.get("normalized", []))
+                for page in _page_list(part):
+                    known = pages.setdefault(page["title"], {"categories": []})
+                    categories = known["categories"] + [c["title"] for c in page.get("categories", [])]
+                    known.update(page)
+                    known["categories"] = categories
+            for title in batch:
+                page = pages.get(_follow(title, query))
+                yield title, None if _absent(page) else page
+
     def recent_changes(self, since: str) -> Iterator[dict]:
         """Every entry of list=recentchanges from `since` (an ISO timestamp) on, oldest first, 500 a request:
         edits, new pages and log entries (deletions, moves with their target in `logparams`)."""
         for data in self.query_all(list="recentchanges", rcstart=since, rcdir="newer", rclimit="max",
-                                   rcprop="title|ids|timestamp|loginfo"):
+                                   rcprop="title|ids|timestamp|loginfo", rctype="edit|new|log"):
             yield from data.get("query", {}).get("recentchanges", [])
 
     def server_time(self) -> str:

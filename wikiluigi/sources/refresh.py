@@ -12,7 +12,8 @@ from wikiluigi import pagefiles, paths
 from wikiluigi.errors import ApiError, WikiluigiError, quote
 from wikiluigi.sources import attic as attic_files, derived
 from wikiluigi.sources.fetch import RAW_SUFFIX, read_revisions
-from wikiluigi.sources.listing import Listing, RevisionsById, list_api, list_dump, list_recent, recent_changes_usable
+from wikiluigi.sources import recent
+from wikiluigi.sources.listing import Listing, RevisionsById, list_api, list_dump
 from wikiluigi.sources.manifest import Manifest, fingerprint
 from wikiluigi.sources.mediawiki import MediaWiki, Revision, Settings
 from wikiluigi.sources.source import dump_source_of, dump_stamp
@@ -254,6 +255,7 @@ def refresh(manifest: Manifest, host: str, processed_folders: list[Path],
         "seconds": round(time.monotonic() - started, 3), "converted": converted, "failed": failed,
         "attic": str(attic) if attic is not None and plan.gone else None,
         "changed_titles": plan.changed, "new_titles": plan.new, "gone_titles": plan.gone,
+        "listing_requests": listing.listing_requests, "state": listing.state,
     }
     pagefiles.write_json(report_path(name), report)
     pagefiles.write_atomic(report_path(name, "txt"), render(report))
@@ -268,10 +270,10 @@ def _list(manifest, lister, previous, old_titles, on_disk, missing_raw, settings
         return list_dump(manifest, progress=say)
     listing = None
     try:
-        if old_titles and recent_changes_usable(manifest, previous, settings.recent_changes_days):
+        if old_titles and recent.usable(manifest, previous, settings.recent_changes_days):
             say(0, 1, f"asking {manifest.api} for its changes since {previous['listed_at']}")
             try:
-                listing = list_recent(lister, manifest, previous["listed_at"], old_titles, on_disk, missing_raw)
+                listing = recent.list_recent(lister, manifest, previous, old_titles, on_disk, missing_raw)
             except ApiError as error:
                 raise ApiError(f"asking for its recent changes (list=recentchanges): {error}") from None
         if listing is None:
