@@ -23,14 +23,13 @@ RESIDUE = re.compile(r"(?<!\\)\[\[|(?<!\\)\]\]|\{\{|\}\}|''|<(?:ref|/ref|math|no
                      re.I)
 LIST_LINE = re.compile(r"^( *)(-|\d+\.) ", re.M)
 
-# Pages whose Markdown differs, and why (the words are the same but for the figures in the test):
+# Pages whose Markdown differs from pandoc's path, and why (the slow test fails on any other):
 EXPLAINED = {
-    "display maths": "`:<math>` followed by text on the next line: pandoc writes `$$x$$ text` in one "
-                     "paragraph when its reader joins them, `$x$` when it keeps the math inline; the fast "
-                     "path keeps MediaWiki's reading (the indented maths a block of its own)",
-    "quotes around links": "`'''[[x|''y'']]`: bold and italics split by a link's edge; the two readers "
-                           "nest the emphasis differently (the same words)",
-    "strikeout in a superscript": "`<sup><s>o</s></sup>`: pandoc drops the strikeout, the fast path keeps it",
+    "Art": "`''[[Republic (Plato)|''Republic'']]''`: pandoc's reader garbles italics around a link whose "
+           "label is italic too and leaves `[[Republic (Plato)|` in the text; the fast path writes `Republic` "
+           "(the fast path is the faithful one)",
+    "Hostile crossed markup": "`<code>[http://x t</code>`: pandoc's reader reads the URL inside code as a link "
+                              "and writes it in backticks of its own; the fast path keeps the code as typed",
 }
 
 
@@ -85,9 +84,9 @@ def _report(result: dict) -> None:
     figures = result["figures"]
     print(f"\n{figures['pages']} pages: {figures['fast']} by the fast path, {figures['pandoc']} sent to pandoc; "
           f"{figures['words']} words, {figures['missing']} missing, {figures['extra']} extra")
-    print(f"{len(result['differing'])} pages with other Markdown ({'; '.join(EXPLAINED)}):")
+    print(f"{len(result['differing'])} pages with other Markdown:")
     for title, diff in result["differing"].items():
-        print(f"  {title}\n{diff}")
+        print(f"  {title}: {EXPLAINED.get(title, 'NOT EXPLAINED')}\n{diff}")
 
 
 def _assert_words(figures: Counter) -> None:
@@ -113,10 +112,11 @@ def test_fast_path_keeps_the_words_of_every_fixture_page():
     figures = result["figures"]
     _assert_words(figures)
     assert figures["pandoc"] <= 0.1 * figures["pages"], figures
-    assert len(result["differing"]) <= 0.2 * figures["pages"], list(result["differing"])
     hostile = _compare(hostile_pages(20_000), ConvertOptions(drop_sections=DEFAULT_DROP_SECTIONS, template_rules=RULES))
     _report(hostile)
     _assert_words(hostile["figures"])
+    unexplained = sorted(set(result["differing"]) - set(EXPLAINED)) + sorted(set(hostile["differing"]) - set(EXPLAINED))
+    assert not unexplained, f"Markdown differs from pandoc's path on {unexplained}: fix it or explain it in EXPLAINED"
 
 
 def test_reader_model_is_what_the_writer_and_pandoc_agree_on():

@@ -20,7 +20,7 @@ class Unsupported(Exception):
 
 
 # Elements whose content is not wikitext, cut out of the text before the inline pass.
-_VERBATIM = re.compile(r"<(math|nowiki|code|tt)(?:\s[^<>]*)?>(.*?)</\1\s*>", re.S | re.I)
+_VERBATIM = re.compile(r"<(math|nowiki|code|tt|var|samp)(?:\s[^<>]*)?>(.*?)</\1\s*>", re.S | re.I)
 _PLACEHOLDER = re.compile("\ue010(\\d+)\ue011")
 _HEADING = re.compile(r"^(={1,6})(.+?)\1[ \t]*$")
 _LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]([a-z]*)")
@@ -28,14 +28,14 @@ _EXTERNAL = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher|mailto):(?://)?|//
 _TOKEN = re.compile(r"'{2,5}|<(/?)([A-Za-z][A-Za-z0-9]*)\b[^<>]*?(/?)>|\ue010\d+\ue011")
 _LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]+)*|simple")
 _SPACES = re.compile(r"\s+")
-_SPACE_BEFORE_PUNCTUATION = re.compile(r" (?=[.,;:])")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"[^\S\n]++(?=[.,;:])")
 _ALNUM = re.compile(r"[^\W_]")
 # Inline tags: what each becomes (a node type, None to unwrap it, "break" for a line break).
 _TAGS = {
-    "sub": "Subscript", "sup": "Superscript", "s": "Strikeout", "del": "Strikeout", "strike": "Strikeout",
-    "i": "Emph", "em": "Emph", "b": "Strong", "strong": "Strong",
+    "sub": "Subscript", "sup": "Superscript", "del": "Strikeout", "strike": "Strikeout",
+    "i": None, "em": None, "b": None, "strong": None, "s": None,
     "small": None, "big": None, "span": None, "u": None, "ins": None, "font": None, "abbr": None,
-    "cite": None, "var": None, "bdi": None, "dfn": None, "kbd": None, "samp": None, "mark": None,
+    "cite": None, "bdi": None, "dfn": None, "kbd": None, "mark": None, "q": None,
     "br": "break", "wbr": None,
 }
 _BLOCK_TAGS = {"div", "blockquote", "center", "p", "ul", "ol", "li", "dl", "dt", "dd", "table", "tr", "td",
@@ -48,7 +48,7 @@ _CONTAINER = re.compile(r"<(blockquote|div|center)(?:\s[^<>]*)?>((?:(?!<(?:block
 _CONTAINER_START = re.compile(r"<(?:blockquote|div|center)[\s>]", re.I)
 MAX_CONTAINERS = 64
 _BLOCK_PLACEHOLDER = re.compile("\ue013(\\d+)\ue014")
-_MATH_ONLY = re.compile("\ue010(\\d+)\ue011")
+_DISPLAY_MATH = re.compile(":+\ue010(\\d+)\ue011")
 LINK_EDGE = "\ue012"  # keeps a link's quotes apart from quotes around it; removed with the text
 
 
@@ -100,11 +100,12 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
             if paragraph:
                 _add_paragraph(blocks, paragraph, verbatim)
                 paragraph = []
-            math = _MATH_ONLY.fullmatch(line.lstrip(":").strip()) if first == ":" else None
+            math = _DISPLAY_MATH.match(line) if first == ":" else None
             if math and verbatim[int(math.group(1))] is not None and verbatim[int(math.group(1))]["t"] == "Math":
+                # `:<math>`: display maths, inline in a paragraph that goes on with the lines after it
                 tex = verbatim[int(math.group(1))]["c"][1]
                 verbatim.append({"t": "Math", "c": [{"t": "DisplayMath"}, tex]})
-                paragraph.append(f"\ue010{len(verbatim) - 1}\ue011")  # pandoc goes on with the lines after it
+                paragraph.append(f"\ue010{len(verbatim) - 1}\ue011" + line[math.end():])
                 continue
             _list_line(blocks, line, verbatim)
             continue
@@ -217,32 +218,22 @@ def _list_line(blocks: list, line: str, verbatim: list) -> None:
         container.append({"t": "Plain", "c": inlines})
 
 
-def _close(blocks: list) -> list:
-    """Lists lose their empty items, then empty lists go (as the filters do)."""
-    out = []
+def _join_lists(blocks: list) -> list:
+    """Lists without their empty items, empty lists gone, and two lists of one kind in a row made one
+    (filters._list and filters._join_lists), at every depth: each item is finished once."""
+    out: list = []
     for block in blocks:
         kind = block["t"]
         if kind in ("BulletList", "OrderedList"):
             items = block["c"] if kind == "BulletList" else block["c"][1]
-            items = [closed for closed in (_join_lists(_close(item)) for item in items) if closed]
-            if items:
-                out.append({"t": kind, "c": items} if kind == "BulletList" else {"t": kind, "c": [block["c"][0], items]})
-        else:
-            out.append(block)
-    return out
-
-
-def _join_lists(blocks: list) -> list:
-    """Empty items and lists gone, and two lists of one kind in a row made one (filters._join_lists)."""
-    out: list = []
-    for block in _close(blocks):
-        kind = block["t"]
-        if out and kind == out[-1]["t"] == "BulletList":
-            out[-1]["c"].extend(block["c"])
-        elif out and kind == out[-1]["t"] == "OrderedList":
-            out[-1]["c"][1].extend(block["c"][1])
-        else:
-            out.append(block)
+            items = [finished for finished in map(_join_lists, items) if finished]
+            if not items:
+                continue
+            if out and out[-1]["t"] == kind:
+                (out[-1]["c"] if kind == "BulletList" else out[-1]["c"][1]).extend(items)
+                continue
+            block = {"t": kind, "c": items} if kind == "BulletList" else {"t": kind, "c": [block["c"][0], items]}
+        out.append(block)
     return out
 
 
@@ -276,7 +267,7 @@ def _inlines(text: str, verbatim: list) -> list:
     lines = text.split("\n")
     for number, line in enumerate(lines):
         if number:
-            root.append(" ")
+            root.append("\n")
         _line_inlines(line, verbatim, root)
     return _tidy(root)
 
@@ -348,12 +339,16 @@ def _pop(stack: list, root: list) -> list:
     return stack[-1][1] if stack else root
 
 
-def _tidy(raw: list) -> list:
+def _tidy(raw: list, top: bool = True) -> list:
     """Raw pieces (strings and nodes) as the filters leave inlines: text in Str runs with single spaces,
-    Space nodes between a run and a node, no space at either end or before closing punctuation, no
-    empty formatting (a node without a letter or digit goes with its content)."""
+    Space nodes between a run and a node (SoftBreak where a line ended), no empty formatting (a node
+    without a letter or digit goes with its content), two formatting nodes of one kind in a row made one.
+    No space at either end; at the top level (`top`) also no space (but a line end) before closing
+    punctuation, as filters._tidy_inlines does (inside formatting pandoc keeps those)."""
     out: list = []
+    joinable = None  # the formatting node just added, which an identical one right after joins
     for piece in raw:
+        previous, joinable = joinable, None
         if isinstance(piece, str):
             if "\u200b" in piece or LINK_EDGE in piece:
                 piece = piece.replace("\u200b", "").replace(LINK_EDGE, "")
@@ -361,53 +356,60 @@ def _tidy(raw: list) -> list:
                 piece = html.unescape(piece)
             if "{{" in piece or "}}" in piece:
                 piece = piece.replace("{{", "").replace("}}", "")
-            _add_text(out, piece)
+            _add_text(out, piece, top)
             continue
         kind = piece["t"]
         if kind in ("Emph", "Strong", "Strikeout", "Superscript", "Subscript"):
-            content = _tidy_content(piece["c"])
+            content = _tidy(piece["c"], False)
             if not _has_text(content):
                 continue
-            piece = {"t": kind, "c": content}
+            if previous is not None and previous is out[-1] and previous["t"] == kind:
+                # pandoc's builder joins them: x<sub>a</sub><sub>b</sub>
+                out[-1] = joinable = {"t": kind, "c": out[-1]["c"] + content}
+                continue
+            piece = joinable = {"t": kind, "c": content}
         elif kind == "Str":  # nowiki text
-            _add_text(out, piece["c"])
+            _add_text(out, piece["c"], top)
             continue
         elif kind == "LineBreak":
-            while out and out[-1]["t"] == "Space":
+            while out and out[-1]["t"] in ("Space", "SoftBreak"):
                 out.pop()
             if not out or out[-1]["t"] == "LineBreak":
                 continue
         out.append(piece)
-    while out and out[-1]["t"] in ("Space", "LineBreak"):
+    while out and out[-1]["t"] in ("Space", "SoftBreak", "LineBreak"):
         out.pop()
     return out
 
 
-def _tidy_content(raw: list) -> list:
-    return _tidy(raw)
-
-
-def _add_text(out: list, text: str) -> None:
-    """Text appended to the inlines: runs of words in one Str, spaces at its ends as Space nodes."""
+def _add_text(out: list, text: str, top: bool) -> None:
+    """Text appended to the inlines: runs of words in one Str, whitespace at its ends as a Space (or a
+    SoftBreak when it holds a line end) node."""
     if not text:
         return
-    words = _SPACES.split(text)
-    leading, trailing = words[0] == "", words[-1] == ""
-    body = " ".join(word for word in words if word)
-    if body and " " in body and " " in body:
-        body = _SPACE_BEFORE_PUNCTUATION.sub("", body)
-    if leading or not body:
-        if out and out[-1]["t"] not in ("Space", "LineBreak"):
-            out.append({"t": "Space"})
-    if body:
-        if out and out[-1]["t"] == "Space" and body[0] in ".,;:":
-            out.pop()
-        if out and out[-1]["t"] == "Str":
-            out[-1] = {"t": "Str", "c": out[-1]["c"] + body}
-        else:
-            out.append({"t": "Str", "c": body})
-        if trailing:
-            out.append({"t": "Space"})
+    if top and (" " in text or "\xa0" in text):
+        text = _SPACE_BEFORE_PUNCTUATION.sub("", text)
+    words = text.split()
+    if not words:
+        _add_space(out, text, top)
+        return
+    if text[0].isspace():
+        _add_space(out, text[:len(text) - len(text.lstrip())], top)
+    body = " ".join(words)
+    if top and out and out[-1]["t"] == "Space" and body[0] in ".,;:":
+        out.pop()
+    if out and out[-1]["t"] == "Str":
+        out[-1] = {"t": "Str", "c": out[-1]["c"] + body}
+    else:
+        out.append({"t": "Str", "c": body})
+    if text[-1].isspace():
+        _add_space(out, text[len(text.rstrip()):], top)
+
+
+def _add_space(out: list, space: str, top: bool) -> None:
+    if not out or out[-1]["t"] in ("Space", "SoftBreak", "LineBreak"):
+        return
+    out.append({"t": "SoftBreak" if "\n" in space else "Space"})
 
 
 def _has_text(inlines: list) -> bool:
