@@ -3,7 +3,8 @@
     python benchmarks/refresh_bench.py [--pages 10000] [--changed 0.01] [--workers 2] [--category-pages 100]
 
 Part 1: a synthetic wiki of --pages articles (tests/support/synthetic_wiki.py, one plain export) on the real
-local MediaWiki, taken whole (`all_pages`). The baseline is a fresh data directory (no HTTP cache): Scrape
+local MediaWiki, as two manifests: taken whole (`all_pages`), and its category tree (Category:Synthetic,
+10 branches of 10 leaves). The baseline is a fresh data directory (no HTTP cache): Scrape
 (list every page, fetch every page) and then Wikipedia (convert every page). Then a Refresh with nothing
 changed (it lists every page and records the wiki's clock), --changed of the pages changed the way editors
 change them (edit.php for edits and new pages, deleteBatch.php, moveBatch.php, then runJobs.php), and a
@@ -99,44 +100,52 @@ def same_pages(one: Path, two: Path) -> bool:
         (one / "manifests/derived/synth.titles.txt").read_text() == (two / "manifests/derived/synth.titles.txt").read_text())
 
 
+KINDS = {"all_pages": {"all_pages": True}, "categories": {"include_categories": [synthetic_wiki.ROOT_CATEGORY]}}
+
+
 def whole_wiki(work: Path, pages: int, changed: float, workers: int) -> None:
     plain = synthetic_wiki.write_plain(work / f"refresh-{pages}.xml", pages)
     start = time.perf_counter()
-    # Taken whole, the wiki needs no link tables: refreshLinks.php (parsing every page) is skipped.
-    with LocalMediaWiki(plain.dump, workers=max(2, workers), refresh_links=False) as wiki:
+    with LocalMediaWiki(plain.dump, workers=max(2, workers)) as wiki:
         print(f"local MediaWiki of {pages} articles ({plain.pages} pages) built in {time.perf_counter() - start:.0f} s")
-        folder = data_dir_for(work, "whole", {"api": wiki.api_url, "all_pages": True}, workers, wiki.port)
-        scrape = run(wiki, folder, "Scrape", workers)
-        convert = run(wiki, folder, "Wikipedia", workers)
-        full = {"seconds": scrape["seconds"] + convert["seconds"], "requests": scrape["requests"] + convert["requests"]}
-        quiet = run(wiki, folder, "Refresh", workers)
-        made = change(wiki, plain.articles, max(1, round(pages * changed)), "Bench")
+        rows: dict[str, dict] = {}
+        for kind, manifest in KINDS.items():
+            folder = data_dir_for(work, kind, {"api": wiki.api_url, **manifest}, workers, wiki.port)
+            scrape = run(wiki, folder, "Scrape", workers)
+            convert = run(wiki, folder, "Wikipedia", workers)
+            rows[kind] = {"scrape": scrape, "convert": convert, "quiet": run(wiki, folder, "Refresh", workers),
+                          "full": {key: scrape[key] + convert[key] for key in ("seconds", "requests")}}
+        # New pages join a leaf category, as the synthetic wiki's articles do.
+        made = change(wiki, plain.articles, max(1, round(pages * changed)), "Bench", "[[Category:Leaf 0-0]]")
         print(f"changed {made['edited']} edited, {made['new']} new, {made['deleted']} deleted, {made['moved']} moved "
               f"({made['seconds']:.0f} s of maintenance scripts)")
-        listing = data_dir_for(work, "whole-listing", {}, workers, wiki.port)
-        shutil.rmtree(listing)
-        shutil.copytree(folder, listing, symlinks=True)
-        with open(listing / "luigi.cfg", "a") as cfg:
-            cfg.write("[refresh]\nrecent_changes_days = 0\n")
-        recent = run(wiki, folder, "Refresh", workers)
-        recent_report = report_of(folder)
-        listed = run(wiki, listing, "Refresh", workers)
-        listed_report = report_of(listing)
+        for kind in KINDS:
+            folder, listing = work / kind, work / f"{kind}-listed"
+            shutil.rmtree(listing, ignore_errors=True)
+            shutil.copytree(folder, listing, symlinks=True)
+            with open(listing / "luigi.cfg", "a") as cfg:
+                cfg.write("[refresh]\nrecent_changes_days = 0\n")
+            rows[kind]["recent"] = run(wiki, folder, "Refresh", workers)
+            rows[kind]["recent_report"] = report_of(folder)
+            rows[kind]["listed"] = run(wiki, listing, "Refresh", workers)
+            rows[kind]["listed_report"] = report_of(listing)
+            rows[kind]["same"] = same_pages(folder, listing)
     plain.dump.unlink()
-    print(f"\n{pages} articles, {changed:.0%} changed ({recent_report['changed']} changed, {recent_report['new']} new, "
-          f"{recent_report['gone']} gone, {recent_report['unchanged']} unchanged); the same pages either way: "
-          f"{same_pages(folder, listing)}")
-    print(f"{'':44} {'requests':>9} {'seconds':>9} {'requests':>10} {'time':>8}")
-    print(f"{'':44} {'':>9} {'':>9} {'vs full':>10} {'vs full':>8}")
-    rows = [("full scrape, no cache: Scrape", scrape), ("  + convert every page (Wikipedia)", convert),
-            ("  = full: list, fetch, convert", full), ("Refresh, nothing changed (lists every page)", quiet),
-            ("Refresh of the changes: recent changes", recent), ("Refresh of the changes: every page listed", listed)]
-    for name, row in rows:
-        print(f"{name:44} {row['requests']:>9} {row['seconds']:>9.1f} {row['requests'] / full['requests']:>10.3f} "
-              f"{row['seconds'] / full['seconds']:>8.3f}")
-    print(f"{'':44} against the Scrape alone: recent changes {recent['requests'] / scrape['requests']:.3f} of its "
-          f"requests, every page listed {listed['requests'] / scrape['requests']:.3f}")
-    print(f"reports: {recent_report['how']}; {listed_report['how']}")
+    for kind, row in rows.items():
+        report, full = row["recent_report"], row["full"]
+        print(f"\n{pages} articles as {kind}, {changed:.0%} changed ({report['changed']} changed, {report['new']} new, "
+              f"{report['gone']} gone, {report['unchanged']} unchanged); the same pages either way: {row['same']}")
+        print(f"{'':48} {'requests':>9} {'seconds':>9} {'requests':>10} {'time':>8}")
+        print(f"{'':48} {'':>9} {'':>9} {'vs full':>10} {'vs full':>8}")
+        for name, key in (("full scrape, no cache: Scrape", "scrape"), ("  + convert every page (Wikipedia)", "convert"),
+                          ("  = full: list, fetch, convert", "full"), ("Refresh, nothing changed (lists every page)", "quiet"),
+                          ("Refresh of the changes: recent changes", "recent"),
+                          ("Refresh of the changes: every page listed", "listed")):
+            print(f"{name:48} {row[key]['requests']:>9} {row[key]['seconds']:>9.1f} "
+                  f"{row[key]['requests'] / full['requests']:>10.3f} {row[key]['seconds'] / full['seconds']:>8.3f}")
+        print(f"{'':48} against the Scrape alone: recent changes {row['recent']['requests'] / row['scrape']['requests']:.3f} "
+              f"of its requests, {row['recent']['seconds'] / row['scrape']['seconds']:.3f} of its time")
+        print(f"reports: {report['how']}; {row['listed_report']['how']}")
 
 
 def one_category(work: Path, pages: int, workers: int) -> None:
