@@ -300,10 +300,13 @@ def _read_json(path: Path) -> dict | None:
 def _write_derived(manifest: Manifest, host: str, listing: Listing, sha: str, stamp: str, old) -> None:
     from wikiluigi import config
     source = dump_source_of(manifest) if manifest.dump else {"api": manifest.api}
+    counts = listing.counts or {"pages": len(listing.titles)}
+    if old is not None and "recent_changes" in counts:  # the walk's own counts are those of the last walk
+        counts = {**old.counts, **counts}
     result = derived.Derived(
         name=manifest.name, host=host, source=source, titles=tuple(listing.titles),
         chunk_size=derived.chunk_size_for(len(listing.titles), config.fetch().chunk_size),
-        counts=listing.counts or {"pages": len(listing.titles)}, manifest_sha256=sha, offsets=listing.offsets,
+        counts=counts, manifest_sha256=sha, offsets=listing.offsets,
         dump_stamp=stamp)
     derived.write(paths.derived_manifest(manifest.name), result, listing.categories, listing.warnings)
 
