@@ -282,3 +282,17 @@ def test_a_multistream_index_that_arrives_or_goes_later_derives_the_manifest_aga
     assert "index" not in derived(data_dir, "synth")["source"]
     assert (data_dir / ".cache" / "dump-chunks" / "synth" / "split.json").exists()
     assert len(files(raw, ".mediawiki")) == 250 and not list((raw / ".failed").iterdir())
+
+
+def test_an_empty_page_is_a_failure_with_its_reason_not_an_empty_file(tmp_path):
+    from tests.sources.test_dump import export, page
+    dump = tmp_path / "isles.xml"
+    dump.write_text(export([page("Blank", (1, "2024-01-01T00:00:00Z", ""), page_id=1),
+                            page("Full", (2, "2024-01-01T00:00:00Z", "Some text."), page_id=2)]), encoding="utf-8")
+    data_dir = make_data_dir(tmp_path / "data", {"isles": {"dump": str(dump), "include_pages": ["Blank", "Full"]}})
+    result = run_luigi(data_dir, "Scrape", "--manifest", "isles", "--local-scheduler")
+    raw = data_dir / "raw" / "mediawiki" / "inseln.example"
+    assert result.returncode != 0 and "pages were not written" not in result.stderr
+    assert sorted(p.name for p in raw.glob("*.mediawiki")) == ["Full.mediawiki"]
+    record = json.loads((raw / ".failed" / "Blank.json").read_text(encoding="utf-8"))
+    assert record["reason"] == "the page is empty on the wiki"
