@@ -70,6 +70,7 @@ class Plan:
     requests: int = 0
     attic: str = ""
     started: str = ""
+    allow_removal: bool = False  # a killed run that was allowed to remove: its rerun finishes the removals
 
 
 def compare(listing: Listing, old_titles: Iterable[str], on_disk: dict[str, dict], missing_raw: set[str]) -> Plan:
@@ -106,6 +107,7 @@ def merge_pending(plan: Plan, pending: dict | None, now: set[str]) -> Plan:
     plan.requests += int(pending.get("requests", 0))
     plan.attic = pending.get("attic", "")
     plan.started = pending.get("started", "")
+    plan.allow_removal = bool(pending.get("allow_removal"))
     return plan
 
 
@@ -201,8 +203,9 @@ def refresh(manifest: Manifest, host: str, processed_folders: list[Path],
         missing_raw = set(pagefiles.todo(paths.raw_dir(host), RAW_SUFFIX, listing.titles, failed_count_as_done=False))
         plan = merge_pending(compare(listing, old_titles, on_disk, missing_raw), pending, now)
         old_set = set(old_titles)
+        plan.allow_removal = plan.allow_removal or allow_removal
         check_removals(name, [title for title in plan.gone if title in old_set], len(old_titles),
-                       settings.max_removed, allow_removal)
+                       settings.max_removed, plan.allow_removal)
         earlier_requests = plan.requests  # a killed run's
         plan.requests = earlier_requests + _requests(lister, content)
         plan.started = plan.started or _utc()
