@@ -296,3 +296,17 @@ def test_an_empty_page_is_a_failure_with_its_reason_not_an_empty_file(tmp_path):
     assert sorted(p.name for p in raw.glob("*.mediawiki")) == ["Full.mediawiki"]
     record = json.loads((raw / ".failed" / "Blank.json").read_text(encoding="utf-8"))
     assert record["reason"] == "the page is empty on the wiki"
+
+
+def test_a_page_emptied_by_a_power_cut_is_fetched_again(tmp_path):
+    from tests.sources.test_dump import export, page
+    dump = tmp_path / "isles.xml"
+    dump.write_text(export([page("Full", (2, "2024-01-01T00:00:00Z", "Some text."), page_id=2)]), encoding="utf-8")
+    data_dir = make_data_dir(tmp_path / "data", {"isles": {"dump": str(dump), "include_pages": ["Full"]}})
+    run_luigi(data_dir, "Scrape", "--manifest", "isles", "--local-scheduler", check_returncode=0)
+    raw_page = data_dir / "raw" / "mediawiki" / "inseln.example" / "Full.mediawiki"
+    for task in ("Scrape", "FetchPage"):
+        raw_page.write_bytes(b"")            # renamed into place, its data lost: an empty file
+        run_luigi(data_dir, task, "--manifest", "isles", *(["--title", "Full"] if task == "FetchPage" else []),
+                  "--local-scheduler", check_returncode=0)
+        assert raw_page.read_text(encoding="utf-8") == "Some text.", task

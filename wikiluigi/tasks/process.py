@@ -1,4 +1,6 @@
 """The convert stage as Luigi tasks: ProcessPages (a chunk), ProcessPage (one), Convert and Wikipedia (all)."""
+from pathlib import Path
+
 import luigi
 
 from wikiluigi import pagefiles, paths
@@ -65,6 +67,9 @@ class ProcessPage(ManifestTask):
 
     def output(self):
         return luigi.LocalTarget(paths.processed_file(processed_folder(self.load_manifest()), self.title))
+
+    def complete(self):
+        return pagefiles.is_filled(Path(self.output().path))  # an empty page (a power cut) is done again
 
     def run(self):
         manifest = self.load_manifest()

@@ -184,6 +184,9 @@ class FetchPage(UsesTheApi, ManifestTask):
     def output(self):
         return luigi.LocalTarget(paths.raw_page(host_of(self.load_manifest()), self.title))
 
+    def complete(self):
+        return pagefiles.is_filled(Path(self.output().path))  # an empty page (a power cut) is done again
+
     def run(self):
         manifest = self.load_manifest()
         wikifolder.claim(host_of(manifest), source_of(manifest), manifest.path)
