@@ -59,10 +59,11 @@ def list_recent(wiki: MediaWiki, manifest: Manifest, previous: dict, old_titles:
     state = None if manifest.all_pages else previous["state"]
     namespaces = set(manifest.namespaces)
     touched: dict[str, None] = dict.fromkeys(missing_raw)
+    single = set(state["include_pages"]) if state else set()  # single pages may be of any namespace
     budget = max(int(previous.get("listing_requests") or 0) - 2, 1) * 50  # titles a listing's cost would ask
     for change in wiki.recent_changes(str(previous["listed_at"])):
         for title, ns in _titles_of(change):
-            if ns in namespaces:
+            if ns in namespaces or title in single:
                 touched[title] = None
             elif state is not None and ns in TREE_NAMESPACES:
                 return None
@@ -83,8 +84,8 @@ def list_recent(wiki: MediaWiki, manifest: Manifest, previous: dict, old_titles:
             continue
         categories = set(page.get("categories", ()))
         if page.get("redirect"):
-            if categories & walked:
-                return None  # a new redirect among the members: its target joins
+            if categories & (walked | walked_out):
+                return None  # a new redirect among the members: its target joins (or is left out)
             titles.discard(title)
             continue
         if state is None:
