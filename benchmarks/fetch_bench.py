@@ -6,8 +6,8 @@ Contenders, on the same wiki and the same article titles (of the real Wikipedia 
 page, or of the Star Trek fixture, ~1.5 KB a page):
   stage      wikiluigi's fetch stage as FetchPages runs it (fetch_pages: 50 titles a request, mapping,
              atomic files fsync'ed before their rename, one folder fsync for the chunk, metadata)
-  per-page   the same with a folder fsync after every page (no pagefiles.durable_batch)
-  no-fsync   the same with nothing fsync'ed (pagefiles.DURABLE off): what durability costs
+  per-page   the same with a folder fsync after every page (no durable.batch)
+  no-fsync   the same with nothing fsync'ed (durable.ENABLED off): what durability costs
   bare-50    a bare loop of 50-title requests with requests.Session, no parsing, no files (the limit)
   single     one title per request (the original project's design), also bare
 The HTTP cache is off for all three. Target: stage >= 0.8 x bare-50 and >= 10 x single.
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.mediawiki import LocalMediaWiki  # noqa: E402
 from tests.support.wiki_fixtures import ENWIKI_DUMP, STARTREK_DUMP  # noqa: E402
-from wikiluigi import pagefiles, paths  # noqa: E402
+from wikiluigi import durable, paths  # noqa: E402
 from wikiluigi.sources.fetch import fetch_pages  # noqa: E402
 from wikiluigi.sources.mediawiki import MediaWiki, Settings  # noqa: E402
 
@@ -53,13 +53,13 @@ def run_stage(wiki, titles, rounds) -> dict[str, float]:
         for round_number in range(rounds):
             for mode in STAGE_MODES:
                 luigi.configuration.get_config().set("wikiluigi", "data_dir", f"{root}/{mode}-{round_number}")
-                pagefiles.DURABLE = mode != "no-fsync"
-                batch = pagefiles.durable_batch if mode == "stage" else contextlib.nullcontext
+                durable.ENABLED = mode != "no-fsync"
+                batch = durable.batch if mode == "stage" else contextlib.nullcontext
                 start = time.perf_counter()
                 with batch():
                     report = fetch_pages(client, "bench", titles)
                 seconds[mode] += time.perf_counter() - start
-                pagefiles.DURABLE = True
+                durable.ENABLED = True
                 assert report.fetched == len(titles), report
                 assert len(list(paths.raw_dir("bench").glob("*.mediawiki"))) == len(titles)
     return seconds

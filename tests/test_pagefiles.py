@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from wikiluigi import pagefiles, paths
+from wikiluigi import durable, pagefiles, paths
 from wikiluigi.sources import fetch
 
 
@@ -70,8 +70,8 @@ def record_syncs(monkeypatch) -> list[tuple[str, str]]:
     """os.fsync, syncfs and os.replace, recorded in order: ("fsync", what the descriptor names), ("syncfs",
     the folder it was asked for) and ("replace", target)."""
     events = []
-    real_fsync, real_replace, real_syncfs = os.fsync, os.replace, pagefiles._syncfs
-    monkeypatch.setattr(pagefiles, "_syncfs", lambda folder: (events.append(("syncfs", folder)),
+    real_fsync, real_replace, real_syncfs = os.fsync, os.replace, durable._syncfs
+    monkeypatch.setattr(durable, "_syncfs", lambda folder: (events.append(("syncfs", folder)),
                                                               real_syncfs(folder))[1])
 
     def fsync(fd):
@@ -100,7 +100,7 @@ def test_a_write_is_fsynced_before_its_rename_and_its_folder_after(data_dir, mon
 def test_a_durable_batch_publishes_its_files_in_groups_each_synced_before_its_rename(data_dir, monkeypatch):
     events = record_syncs(monkeypatch)
     folder = data_dir / "raw" / "wiki"          # made by the first write: synced into its parent too
-    with pagefiles.durable_batch():
+    with durable.batch():
         for title in ("Spock", "Worf", "Kirk"):
             pagefiles.write_atomic(folder / f"{title}.mediawiki", title)
             pagefiles.record_failure(folder, f"{title} II", "fetch", "missing")
@@ -119,10 +119,10 @@ def test_a_durable_batch_publishes_its_files_in_groups_each_synced_before_its_re
 
 
 def test_a_batch_publishes_every_group_of_files_and_what_it_holds_when_it_fails(data_dir, monkeypatch):
-    monkeypatch.setattr(pagefiles, "BATCH_FILES", 4)
+    monkeypatch.setattr(durable, "BATCH_FILES", 4)
     folder = data_dir / "raw"
     try:
-        with pagefiles.durable_batch():
+        with durable.batch():
             for number in range(10):
                 pagefiles.write_atomic(folder / f"P{number}.md", f"page {number}")
                 if number == 5:
@@ -177,10 +177,10 @@ def test_an_empty_page_or_record_never_counts_as_done(data_dir, monkeypatch):
 
 
 def test_revisions_lines_are_on_disk_before_the_pages_they_describe(data_dir, monkeypatch):
-    monkeypatch.setattr(pagefiles, "BATCH_FILES", 2)
+    monkeypatch.setattr(durable, "BATCH_FILES", 2)
     log, folder = data_dir / "revisions-a.jsonl", data_dir / "raw"
     events = record_syncs(monkeypatch)
-    with pagefiles.durable_batch(), pagefiles.LineLog(log) as writer:
+    with durable.batch(), pagefiles.LineLog(log) as writer:
         for title in ("Kirk", "Spock"):
             writer.write(json.dumps({"title": title, "revision_id": 1}))
             pagefiles.write_atomic(folder / f"{title}.mediawiki", title)
@@ -190,8 +190,8 @@ def test_revisions_lines_are_on_disk_before_the_pages_they_describe(data_dir, mo
 
 def test_without_syncfs_each_file_of_a_group_is_fsynced_before_the_renames(data_dir, monkeypatch):
     events = record_syncs(monkeypatch)
-    monkeypatch.setattr(pagefiles, "_libc", lambda: None)
-    with pagefiles.durable_batch():
+    monkeypatch.setattr(durable, "_libc", lambda: None)
+    with durable.batch():
         for title in ("Kirk", "Spock"):
             pagefiles.write_atomic(data_dir / f"{title}.md", title)
     kinds = [kind for kind, _ in events]

@@ -1,4 +1,4 @@
-"""Page files on disk: atomic, durable writes, failure records, and which pages of a chunk are still to do."""
+"""Page files on disk: atomic, durable writes (see durable.py), failure records, and which pages of a chunk are still to do."""
 import contextlib
 import functools
 import json
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Collection, Iterator
 
-from wikiluigi import paths
+from wikiluigi import durable, paths
 
 
 _temporary_names = itertools.count()
@@ -18,15 +18,9 @@ TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".tmp-", ".part"
 FOREIGN_TEMPORARY_SECONDS = 24 * 3600
 
 
-# Whether writes are made durable (fsync of each file before its rename, of its folder after). Off only to
-# measure what durability costs (benchmarks/fetch_bench.py); nothing a user sets.
-DURABLE = True
-_batch = threading.local()
-
-
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write through a temporary file in the same folder and rename: a kill leaves the old file or none.
-    The file is fsync'ed before the rename and its folder after (once per durable_batch()), so that a
+    The file is fsync'ed before the rename and its folder after (once per durable.batch()), so that a
     power cut too leaves the old file or the whole new one, never an empty one.
     The temporary name is made of the pid, the thread, a counter and the machine (cheaper than mkstemp's
     search); remove_stale_temporaries() clears what a killed process left."""
@@ -34,13 +28,13 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     try:
         handle = open(tmp, "xb")
     except FileNotFoundError:
-        make_folder(path.parent)
+        durable.make_folder(path.parent)
         handle = open(tmp, "xb")
-    batch = _current_batch()
+    batch = durable.current()
     try:
         with handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-            if DURABLE and batch is None:
+            if durable.ENABLED and batch is None:
                 handle.flush()
                 os.fsync(handle.fileno())
         if batch is not None:
@@ -50,13 +44,13 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    sync_folder(path.parent)
+    durable.sync_folder(path.parent)
 
 
 def remove(path: Path) -> bool:
-    """Unlink a file durably (in a durable_batch(), in its order among the batch's writes); False when
+    """Unlink a file durably (in a durable.batch(), in its order among the batch's writes); False when
     there was none."""
-    batch = _current_batch()
+    batch = durable.current()
     if batch is not None:
         batch.defer(("unlink", None, path))
         return True
@@ -64,7 +58,7 @@ def remove(path: Path) -> bool:
         path.unlink()
     except FileNotFoundError:
         return False
-    sync_folder(path.parent)
+    durable.sync_folder(path.parent)
     return True
 
 
@@ -76,11 +70,11 @@ def temporary_name(path: Path) -> Path:
 
 def publish(tmp: Path, path: Path) -> None:
     """Rename a finished temporary file (written by the caller, e.g. in parts) onto `path`, durably:
-    the file is fsync'ed before the rename, its folder after (once per durable_batch())."""
-    if DURABLE:
-        sync_file(tmp)
+    the file is fsync'ed before the rename, its folder after (once per durable.batch())."""
+    if durable.ENABLED:
+        durable.sync_file(tmp)
     os.replace(tmp, path)
-    sync_folder(path.parent)
+    durable.sync_folder(path.parent)
 
 
 @contextlib.contextmanager
@@ -88,166 +82,18 @@ def open_atomic(path: Path):
     """A binary file to write in parts (token files): written under a temporary name, then fsync'ed and
     renamed onto `path` when the block ends without error; an error or a kill leaves no file at `path`."""
     tmp = temporary_name(path)
-    make_folder(path.parent)
+    durable.make_folder(path.parent)
     try:
         with open(tmp, "xb") as handle:
             yield handle
-            if DURABLE:
+            if durable.ENABLED:
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    sync_folder(path.parent)
-
-
-def sync_file(path: Path) -> None:
-    """fsync one file's data to disk (it may be open elsewhere: this opens it again)."""
-    if not DURABLE:
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sync_folder(folder: Path) -> None:
-    """Make the names in a folder (a rename, a new file, an unlink) durable: at once, or with the next
-    group of the durable_batch() this thread is in (one fsync per folder per group)."""
-    if not DURABLE:
-        return
-    batch = _current_batch()
-    if batch is not None:
-        batch.folders.add(str(folder))
-    else:
-        _fsync_folder(str(folder))
-
-
-def _fsync_folder(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except FileNotFoundError:
-        return  # removed meanwhile: nothing of it to keep
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# A durable batch publishes its writes in groups of this many files: a kill loses at most a group's work
-# (its temporary files, removed by the next run), and each group costs about one journal commit.
-BATCH_FILES = 256
-
-
-class _Batch:
-    """The writes of a durable_batch() not yet published: temporary files written, their renames (and
-    unlinks) waiting, in order."""
-
-    def __init__(self):
-        self.operations: list[tuple[str, Path | None, Path]] = []
-        self.folders: set[str] = set()
-        self.logs: list["LineLog"] = []   # open logs whose lines describe the files: synced before them
-
-    def defer(self, operation: tuple[str, Path | None, Path]) -> None:
-        self.operations.append(operation)
-        if len(self.operations) >= BATCH_FILES:
-            self.publish()
-
-    def publish(self) -> None:
-        """Sync every temporary file (one syncfs for the group where Linux has it), rename them in order,
-        then fsync each folder once."""
-        operations, self.operations = self.operations, []
-        done = 0
-        try:
-            for log in self.logs:
-                log.sync()
-            if DURABLE:
-                sync_files([tmp for kind, tmp, _ in operations if kind == "replace"])
-            for kind, tmp, path in operations:
-                if kind == "replace":
-                    os.replace(tmp, path)
-                else:
-                    path.unlink(missing_ok=True)
-                self.folders.add(str(path.parent))
-                done += 1
-        finally:
-            for kind, tmp, _ in operations[done:]:  # not published (an error): no temporary left behind
-                if tmp is not None:
-                    tmp.unlink(missing_ok=True)
-        folders, self.folders = self.folders, set()
-        if DURABLE:
-            for folder in sorted(folders, key=len, reverse=True):  # a new folder's names before its parent's
-                _fsync_folder(folder)
-
-
-def sync_files(files: list[Path]) -> None:
-    """Many new files onto the disk: one syncfs(2) per file system they are on (Linux; one disk flush
-    for all, about a tenth of a fsync per file), else an fsync each."""
-    folders = {str(path.parent) for path in files}
-    devices = {}
-    for folder in folders:
-        devices.setdefault(os.stat(folder).st_dev, folder)
-    if all(_syncfs(folder) for folder in devices.values()):
-        return
-    for path in files:
-        sync_file(path)
-
-
-@functools.lru_cache(maxsize=1)
-def _libc():
-    import ctypes
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc if hasattr(libc, "syncfs") else None
-    except OSError:
-        return None
-
-
-def _syncfs(folder: str) -> bool:
-    """syncfs(2) of the file system holding `folder`: False where there is none (or it failed)."""
-    libc = _libc()
-    if libc is None:
-        return False
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        return libc.syncfs(fd) == 0
-    finally:
-        os.close(fd)
-
-
-def _current_batch() -> _Batch | None:
-    return getattr(_batch, "current", None)
-
-
-@contextlib.contextmanager
-def durable_batch():
-    """Within it, writes are published in groups (BATCH_FILES): each group's files are fsync'ed together,
-    renamed, and their folders fsync'ed once, which costs a fraction of a fsync per page. A page appears
-    when its group is published (at the latest when the batch ends, an error included); a kill loses only
-    the pages of a group not yet published (done again), a power cut leaves none empty. Batches nest (the
-    outermost one publishes)."""
-    if _current_batch() is not None:
-        yield
-        return
-    _batch.current = _Batch()
-    try:
-        yield
-    finally:
-        batch, _batch.current = _batch.current, None
-        batch.publish()
-
-
-def make_folder(folder: Path) -> None:
-    """mkdir -p, with each folder made synced into its parent (a page in a folder that vanishes is lost too)."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for made in reversed(missing):
-        made.mkdir(exist_ok=True)
-        sync_folder(made.parent)
+    durable.sync_folder(path.parent)
 
 
 def remove_stale_temporaries(folder: Path) -> int:
@@ -292,20 +138,20 @@ class LineLog:
     """A file that several processes append whole lines to: each line is one O_APPEND write, so lines
     never interleave; a kill can cut only the last one, and the next writer ends that torn line before
     adding its own (readers skip it: read_json_lines). Its lines are fsync'ed when it is closed, and,
-    opened within a durable_batch(), before each group of the batch's files is renamed into place."""
+    opened within a durable.batch(), before each group of the batch's files is renamed into place."""
 
     def __init__(self, path: Path):
         self.path = path
         self.fd: int | None = None
-        self.batch: _Batch | None = None
+        self.batch: durable.Batch | None = None
 
     def __enter__(self) -> "LineLog":
-        make_folder(self.path.parent)
+        durable.make_folder(self.path.parent)
         created = not self.path.exists()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if created:
-            sync_folder(self.path.parent)
-        self.batch = _current_batch()
+            durable.sync_folder(self.path.parent)
+        self.batch = durable.current()
         if self.batch is not None:
             self.batch.logs.append(self)
         if not _ends_a_line(self.path):
@@ -316,7 +162,7 @@ class LineLog:
         os.write(self.fd, (line + "\n").encode("utf-8"))
 
     def sync(self) -> None:
-        if DURABLE:
+        if durable.ENABLED:
             os.fsync(self.fd)
 
     def __exit__(self, *exc) -> None:

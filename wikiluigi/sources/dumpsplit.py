@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
-from wikiluigi import pagefiles, paths
+from wikiluigi import durable, pagefiles, paths
 from wikiluigi.errors import DumpError
 from wikiluigi.sources import dump
 from wikiluigi.sources.derived import Derived
@@ -75,7 +75,7 @@ def split(derived: Derived, progress=None) -> int:
     Each chunk is written to a temporary file of this run's own (never one a killed run left), fsync'ed
     and renamed into place at the end; split.json, with each file's size, is written last."""
     target = folder(derived.name)
-    pagefiles.make_folder(target)
+    durable.make_folder(target)
     (target / SPLIT_RECORD).unlink(missing_ok=True)
     for old in [*target.glob("chunk-*"), *target.glob(".chunk-*.part")]:  # .part: an older wikiluigi's
         old.unlink()
@@ -110,7 +110,7 @@ def split(derived: Derived, progress=None) -> int:
                 progress(written, len(derived.titles))
         for chunk in list(buffers):
             flush(chunk)
-        with pagefiles.durable_batch():
+        with durable.batch():
             for chunk in range(derived.chunk_count):
                 if chunk in temporaries:
                     pagefiles.publish(temporaries.pop(chunk), chunk_file(derived.name, chunk))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from wikiluigi import pagefiles, paths
+from wikiluigi import durable, pagefiles, paths
 from wikiluigi.errors import DumpError
 from wikiluigi.sources import dump
 from wikiluigi.sources.mediawiki import MediaWiki, Revision, Settings
@@ -78,7 +78,7 @@ def forget_dump_misses(host: str, dump_path: str) -> int:
     stage_dir = paths.raw_dir(host)
     stale = [record["title"] for record in pagefiles.failures(stage_dir)
              if record.get("reason") == reason and isinstance(record.get("title"), str)]
-    with pagefiles.durable_batch():
+    with durable.batch():
         for title in stale:
             pagefiles.clear_failure(stage_dir, title)
     return len(stale)

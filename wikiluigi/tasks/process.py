@@ -3,7 +3,7 @@ from pathlib import Path
 
 import luigi
 
-from wikiluigi import pagefiles, paths
+from wikiluigi import durable, pagefiles, paths
 from wikiluigi.config import convert as convert_config, pandoc as pandoc_config
 from wikiluigi.convert import summary
 from wikiluigi.convert.stage import pages_to_process, process_pages, processed_folder
@@ -48,7 +48,7 @@ class ProcessPages(ChunkTask):
 
     def run(self):
         host = derived.load(self.manifest).host
-        with pagefiles.durable_batch():  # pages published in synced groups: one syncfs per group, not a fsync each
+        with durable.batch():  # pages published in synced groups: one syncfs per group, not a fsync each
             result = process_pages(host, self.titles(), convert_options(self.load_manifest()), convert_budget(),
                                    progress=lambda done, total: self.report(
                                        done, total, f"converted {done} of {total} pages of chunk {self.chunk}"))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import luigi
 
-from wikiluigi import pagefiles, paths
+from wikiluigi import durable, pagefiles, paths
 from wikiluigi.config import fetch as fetch_config
 from wikiluigi.convert import summary
 from wikiluigi.errors import WikiluigiError
@@ -169,7 +169,7 @@ class FetchPages(UsesTheApi, ChunkTask):
     def run(self):
         meta = derived.load(self.manifest)
         titles = self.titles()
-        with open_chunk_source(meta, self.chunk) as source, pagefiles.durable_batch():  # a folder fsync a chunk
+        with open_chunk_source(meta, self.chunk) as source, durable.batch():  # a folder fsync a chunk
             result = fetch_pages(source, meta.host, titles, progress=lambda done, total: self.report(
                 done, total, f"fetched {done} of {total} pages of chunk {self.chunk}"))
         self.report(1, 1, f"chunk {self.chunk}: {result.fetched} fetched, {len(result.failed)} failed")

@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wikiluigi import pagefiles
+from wikiluigi import durable, pagefiles
 from wikiluigi.errors import ModelError, shorten
 
 RUN_INFO = "run.json"
@@ -226,7 +226,7 @@ class RunFolder:
         with its rows)."""
         if self._log is not None:
             self._log.flush()
-            if pagefiles.DURABLE:
+            if durable.ENABLED:
                 os.fsync(self._log.fileno())
 
     def _rewrite_log(self, rows: list[dict]) -> None:
@@ -268,7 +268,7 @@ class RunFolder:
         if target.exists():
             os.rename(target, aside)
         os.rename(tmp, target)
-        pagefiles.sync_folder(self.path)             # the new name on disk before the old one goes
+        durable.sync_folder(self.path)             # the new name on disk before the old one goes
         shutil.rmtree(aside, ignore_errors=True)
 
     def _refresh_checkpoints(self) -> None:
@@ -385,21 +385,21 @@ def atomic_dir(target: Path):
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, target)
-    pagefiles.sync_folder(target.parent)
+    durable.sync_folder(target.parent)
 
 
 def sync_tree(folder: Path) -> None:
     """fsync every file under a folder, then each folder (deepest first): all of it on disk before the
     folder is renamed into place, so that a power cut leaves the old checkpoint or the whole new one."""
-    if not pagefiles.DURABLE:
+    if not durable.ENABLED:
         return
     folders = []
     for root, _, names in os.walk(folder):
         folders.append(Path(root))
         for name in names:
-            pagefiles.sync_file(Path(root) / name)
+            durable.sync_file(Path(root) / name)
     for each in reversed(folders):
-        pagefiles.sync_folder(each)
+        durable.sync_folder(each)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
