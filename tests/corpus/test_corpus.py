@@ -168,13 +168,17 @@ def test_the_json_lines_load_with_the_datasets_librarys_json_loader(data_dir, tm
     assert row["text"] == pages[row["title"]] and row["wiki"] == "set.example"
 
 
-def test_a_training_set_is_stale_when_its_pages_revisions_or_options_change_and_only_then(data_dir):
+@pytest.mark.parametrize("settled", [corpus.SETTLED_SECONDS, 0.0])    # 0: every check after the first remembered
+def test_a_training_set_is_stale_when_its_pages_revisions_or_options_change_and_only_then(data_dir, monkeypatch,
+                                                                                         settled):
+    monkeypatch.setattr(corpus, "SETTLED_SECONDS", settled)
     make_manifest("trek", "trek.example", {"Spock": "Vulcan.", "Kirk": "Captain.", "Worf": None})
     built = corpus.build_trainingset(["trek"], validation=0)
     assert corpus.is_built(["trek"], 0) and len(built["fingerprint"]) == 64
     assert built["inputs"][0]["pages"] == 2 and built["inputs"][0]["manifest"] == "trek"
     pagefiles.write_atomic(paths.processed_page("trek.example", "Spock"), "Vulcan.")    # the same page again
     assert corpus.is_built(["trek"], 0)
+    assert bool(corpus._remembered) == (settled == 0)
 
     pagefiles.write_atomic(paths.processed_page("trek.example", "Worf"), "Klingon.")    # a page converted since
     assert corpus.stale_because(["trek"], 0) == "trek: 2 pages with Markdown, now 3"

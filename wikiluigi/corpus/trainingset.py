@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from array import array
 from pathlib import Path
 from typing import Sequence
@@ -194,8 +195,45 @@ def inputs(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION) -> 
     manifest says its wiki, source, derived manifest, conversion options, how many pages have Markdown and a
     hash of their titles and revision ids. One listing of each processed folder and one read of the
     revision logs: seconds at a million pages, no page read."""
-    summaries = _walk(_sources(list(dict.fromkeys(manifests))))
+    names = list(dict.fromkeys(manifests))
+    stamp = _stamp(names)
+    summaries = _remembered.get(stamp) if stamp is not None else None
+    if summaries is None:
+        summaries = _walk(_sources(names))
+        if stamp is not None:
+            _remembered.clear()      # one set at a time: what TrainingSet, Tokens and Train check in turn
+            _remembered[stamp] = summaries
     return {"fingerprint": _fingerprint(summaries, validation), "manifests": summaries}
+
+
+_remembered: dict = {}
+SETTLED_SECONDS = 2.0       # a folder changed more recently than this may change again within its time stamp
+
+
+def _stamp(names: list[str]):
+    """What the inputs of these manifests hang on, cheaply: their derived manifests, processed folders
+    (renames change a folder's time) and revision logs, by size and time; None while one has just changed."""
+    parts = []
+    now = time.time_ns()
+    try:
+        for name in names:
+            derived_path = paths.derived_manifest(name)
+            meta = derived.load(name)
+            folder = _processed_folder(name, meta.host)
+            files = [derived_path, derived.titles_file(derived_path), folder, folder / stage.OPTIONS_FILE,
+                     *paths.revisions_logs(meta.host)]
+            for path in files:
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    parts.append((str(path), None))
+                    continue
+                if now - stat.st_mtime_ns < SETTLED_SECONDS * 1e9:
+                    return None
+                parts.append((str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    except WikiluigiError:
+        return None
+    return tuple(parts)
 
 
 def build_trainingset(manifests: Sequence[str], validation: float = DEFAULT_VALIDATION, progress=None) -> dict:
