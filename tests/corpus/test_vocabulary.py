@@ -82,3 +82,17 @@ def test_vocabulary_needs_a_corpus_with_text(tmp_path):
     empty.write_text(wrap("") * 3, encoding="utf-8")
     with pytest.raises(ModelError, match=r"holds no text \(no tokens"):
         vocabulary.build_vocabulary(empty, tmp_path / "model", 1000)
+
+
+def test_a_big_corpus_is_sampled_evenly_for_the_vocabulary(tmp_path):
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("".join(f"line {n} of a\n" for n in range(20000)), encoding="utf-8")
+    second.write_text("".join(f"line {n} of b\n" for n in range(20000)), encoding="utf-8")
+    whole = list(vocabulary.sampled_blocks([first, second]))
+    assert "".join(whole) == first.read_text(encoding="utf-8") + second.read_text(encoding="utf-8")
+    blocks = [list(vocabulary.corpus_blocks(path, block_chars=1000)) for path in (first, second)]
+    size = first.stat().st_size + second.stat().st_size
+    from unittest import mock
+    with mock.patch.object(vocabulary, "corpus_blocks", lambda path: iter(blocks[0 if path == first else 1])):
+        sample = list(vocabulary.sampled_blocks([first, second], most=-(-size // 4)))
+    assert sample == blocks[0][::4] + blocks[1][::4]              # every 4th block of each file

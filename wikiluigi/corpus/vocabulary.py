@@ -14,6 +14,7 @@ from wikiluigi.errors import ModelError
 from wikiluigi.pagefiles import write_atomic as _write_atomic
 
 MARKERS = (END, START)
+VOCABULARY_SAMPLE_BYTES = 1 << 30      # text a vocabulary is learnt from at most (1 GiB: a few hours of one core)
 
 
 def corpus_blocks(corpus_path, block_chars: int = 1 << 20):
@@ -47,9 +48,22 @@ def check_corpus(corpus_path) -> Path:
                      f"manifests have processed pages.")
 
 
+def sampled_blocks(paths: list[Path], most: int | None = None):
+    """The files' blocks (corpus_blocks), every one while they hold at most `most` bytes (default
+    VOCABULARY_SAMPLE_BYTES), else every k-th, spread evenly over them: the vocabulary of a whole Wikipedia is
+    learnt from a sample of it, in bounded time and memory (the BPE trainer keeps every distinct word)."""
+    most = VOCABULARY_SAMPLE_BYTES if most is None else most
+    every = max(1, -(-sum(path.stat().st_size for path in paths) // max(most, 1)))
+    for path in paths:
+        for number, block in enumerate(corpus_blocks(path)):
+            if number % every == 0:
+                yield block
+
+
 def build_vocabulary(corpus_paths, model_dir, vocab_size: int) -> int:
     """Train a byte-level BPE on the corpus files; write it as gpt-2-simple's encoder.json + vocab.bpe.
-    Returns n_vocab. `corpus_paths` is one path or several (the training and validation pages).
+    Returns n_vocab. `corpus_paths` is one path or several (BaseModel gives the training pages alone);
+    past VOCABULARY_SAMPLE_BYTES of text, an even sample of their blocks (sampled_blocks).
 
     `<|endoftext|>` (id 0) and `<|startoftext|>` (id 1) are special tokens, never learnt from the text
     (the markers are taken out of what the merges are learnt from). Ids are those gpt_2_simple.src.encoder
@@ -70,7 +84,7 @@ def build_vocabulary(corpus_paths, model_dir, vocab_size: int) -> int:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(MARKERS), initial_alphabet=alphabet,
                                   show_progress=False)
-    blocks = (_without_markers(block) for path in paths if path.is_file() for block in corpus_blocks(path))
+    blocks = (_without_markers(block) for block in sampled_blocks([path for path in paths if path.is_file()]))
     tokenizer.train_from_iterator(blocks, trainer=trainer)
     vocab = tokenizer.get_vocab(with_added_tokens=True)
     merges = json.loads(tokenizer.to_str())["model"]["merges"]
