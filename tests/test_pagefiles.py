@@ -210,3 +210,28 @@ def test_an_unreadable_failure_record_is_reported_as_such_and_kept(data_dir):
     assert found[1]["reason"] == f"its failure record {records / 'Worf.json'} is unreadable: delete it to try the page again"
     assert pagefiles.todo(folder, ".mediawiki", ["Kirk", "Worf"]) == []    # both failed: done, until deleted
     assert (records / "Worf.json").exists()
+
+
+def test_a_whole_stage_check_reads_sizes_once_a_boot(data_dir, monkeypatch):
+    """After a clean scan of the sizes, the names alone are read until the machine restarts (a power cut
+    does): then the sizes are read again and an emptied page is done again."""
+    monkeypatch.setattr(pagefiles, "PER_PAGE_LIMIT", 1)
+    folder = paths.raw_dir("wiki.example")
+    folder.mkdir(parents=True)
+    for title in ("Kirk", "Spock"):
+        (folder / f"{title}.mediawiki").write_text(title)
+    marker = pagefiles.filled_marker(folder)
+    monkeypatch.setattr(pagefiles, "_boot_id", lambda: "boot-1")
+    assert pagefiles.todo(folder, ".mediawiki", ["Kirk", "Spock"]) == []
+    assert marker.read_text() == "boot-1"
+    scans = []
+    real_scan = pagefiles._filled_names
+    monkeypatch.setattr(pagefiles, "_filled_names", lambda f: (scans.append(f), real_scan(f))[1])
+    assert pagefiles.todo(folder, ".mediawiki", ["Kirk", "Spock"]) == [] and scans == []
+    (folder / "Spock.mediawiki").write_bytes(b"")              # the power cut...
+    monkeypatch.setattr(pagefiles, "_boot_id", lambda: "boot-2")  # ...and the restart
+    assert pagefiles.todo(folder, ".mediawiki", ["Kirk", "Spock"]) == ["Spock"] and scans
+    assert marker.read_text() == "boot-1"                      # not clean: no marker for this boot
+    (folder / "Spock.mediawiki").write_text("Spock")
+    assert pagefiles.todo(folder, ".mediawiki", ["Kirk", "Spock"]) == [] and marker.read_text() == "boot-2"
+    assert sorted(p.name for p in folder.iterdir()) == ["Kirk.mediawiki", "Spock.mediawiki"]   # nothing else

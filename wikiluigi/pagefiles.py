@@ -1,6 +1,7 @@
 """Page files on disk: atomic, durable writes (see durable.py), failure records, and which pages of a chunk are still to do."""
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import itertools
@@ -318,28 +319,62 @@ def _settled_listing(folder: Path, _mtime: int) -> frozenset[str]:
 
 
 def filled_listing(folder: Path) -> frozenset[str]:
-    """The names of a folder's non-empty files (one scandir, a stat per file), reused like listing()'s."""
+    """The names of a folder's non-empty files. A file written whole (fsync'ed before its rename) is emptied
+    only by a power cut, which restarts the machine: one scan of the sizes (a stat per file) per boot is
+    enough. A scan that finds no empty file leaves a marker holding this boot's id (filled_marker), and
+    while it does, the names alone are read (one listdir, reused like listing()'s)."""
+    marker = filled_marker(folder)
+    boot = _boot_id()
+    if boot is not None:
+        try:
+            if marker.read_text(encoding="utf-8") == boot:
+                return listing(folder)
+        except (OSError, ValueError):
+            pass
     try:
         mtime = folder.stat().st_mtime_ns
     except FileNotFoundError:
         return frozenset()
     if time.time_ns() - mtime < _SETTLED_SECONDS * 1e9:
-        return _filled_names(folder)
-    return _settled_filled_listing(folder, mtime)
+        names, emptied = _filled_names(folder)
+    else:
+        names, emptied = _settled_filled_listing(folder, mtime)
+    if boot is not None and not emptied:
+        write_atomic(marker, boot)
+    return names
+
+
+def filled_marker(folder: Path) -> Path:
+    """Where this machine notes the boot in which `folder` last had no empty file (under .cache/, so that
+    the page and .failed/ folders hold pages and records only)."""
+    key = hashlib.sha256(str(folder.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return paths.data_dir() / ".cache" / "filled" / f"{paths.machine_name()}-{key}"
+
+
+@functools.lru_cache(maxsize=1)
+def _boot_id() -> str | None:
+    """This boot's id (Linux); None elsewhere, where every whole-stage check reads the sizes."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
 
 
 @functools.lru_cache(maxsize=64)
-def _settled_filled_listing(folder: Path, _mtime: int) -> frozenset[str]:
+def _settled_filled_listing(folder: Path, _mtime: int) -> tuple[frozenset[str], bool]:
     return _filled_names(folder)
 
 
-def _filled_names(folder: Path) -> frozenset[str]:
-    names = []
+def _filled_names(folder: Path) -> tuple[frozenset[str], bool]:
+    """The non-empty files' names, and whether any file was empty."""
+    names, emptied = [], False
     with os.scandir(folder) as entries:
         for entry in entries:
             try:
                 if entry.stat().st_size > 0:
                     names.append(entry.name)
+                elif entry.is_file():
+                    emptied = True
             except FileNotFoundError:
                 continue  # removed meanwhile
-    return frozenset(names)
+    return frozenset(names), emptied
