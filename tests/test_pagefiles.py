@@ -207,7 +207,8 @@ def test_an_unreadable_failure_record_is_reported_as_such_and_kept(data_dir):
     pagefiles.record_failure(folder, "Kirk", "fetch", "the page does not exist")
     found = pagefiles.failures(folder, ["Kirk", "Worf"])
     assert [r["title"] for r in found] == ["Kirk", "Worf"]
-    assert found[1]["reason"] == f"its failure record {records / 'Worf.json'} is unreadable: delete it to try the page again"
+    assert found[1]["reason"] == (f"its failure record {records / 'Worf.json'} is unreadable: "
+                                  f"delete it to try the page again")
     assert pagefiles.todo(folder, ".mediawiki", ["Kirk", "Worf"]) == []    # both failed: done, until deleted
     assert (records / "Worf.json").exists()
 

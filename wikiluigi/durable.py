@@ -133,8 +133,8 @@ def current() -> Batch | None:
 
 @contextlib.contextmanager
 def batch():
-    """Within it, pagefiles' writes are published in groups (BATCH_FILES): each group's files are fsync'ed together,
-    renamed, and their folders fsync'ed once, which costs a fraction of a fsync per page. A page appears
+    """Within it, pagefiles' writes are published in groups (BATCH_FILES): each group's files synced together
+    (sync_files), renamed, and their folders fsync'ed once, which costs a fraction of a fsync per page. A page appears
     when its group is published (at the latest when the batch ends, an error included); a kill loses only
     the pages of a group not yet published (done again), a power cut leaves none empty. Batches nest (the
     outermost one publishes)."""

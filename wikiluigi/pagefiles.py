@@ -1,4 +1,4 @@
-"""Page files on disk: atomic, durable writes (see durable.py), failure records, and which pages of a chunk are still to do."""
+"""Page files on disk: atomic, durable writes, failure records, and which pages of a chunk are still to do."""
 import contextlib
 import functools
 import hashlib

@@ -73,7 +73,8 @@ def test_a_full_disk_stops_the_split_with_a_clear_error_and_the_next_run_starts_
         dumpsplit.split(plain)
     folder = dumpsplit.folder(plain.name)
     assert os.listdir(folder) == [] and not dumpsplit.is_split(plain)
-    with pytest.raises(DumpError, match=r"not split for this derived manifest.*run Scrape, or SplitDump --manifest synth"):
+    with pytest.raises(DumpError, match=r"not split for this derived manifest.*run Scrape, or SplitDump "
+                                        r"--manifest synth"):
         pages_of(plain, 0)                               # never "not in the dump" for every page
     monkeypatch.setattr(gzip, "compress", real_compress)
     assert dumpsplit.split(plain) == 300
