@@ -94,6 +94,8 @@ class Batch:
 def sync_files(files: list[Path]) -> None:
     """Many new files onto the disk: one syncfs(2) per file system they are on (Linux; one disk flush
     for all, about a tenth of a fsync per file), else an fsync each."""
+    if not ENABLED or not files:
+        return
     folders = {str(path.parent) for path in files}
     devices = {}
     for folder in folders:

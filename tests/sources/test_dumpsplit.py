@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.support import synthetic_wiki
-from wikiluigi import paths
+from wikiluigi import durable, paths
 from wikiluigi.errors import DumpError
 from wikiluigi.sources import dumpsplit
 from wikiluigi.sources.derived import Derived
@@ -69,7 +69,7 @@ def test_a_full_disk_stops_the_split_with_a_clear_error_and_the_next_run_starts_
         return real_compress(data, *args, **kwargs)
     monkeypatch.setattr(gzip, "compress", compress)
     with pytest.raises(DumpError, match=r"synth: cutting .*synth\.xml into .*dump-chunks/synth stopped: .*No space "
-                                        r"left on device.*Free some space"):
+                                        r"left on device; the disk is full: free some space there, then run again"):
         dumpsplit.split(plain)
     folder = dumpsplit.folder(plain.name)
     assert os.listdir(folder) == [] and not dumpsplit.is_split(plain)
@@ -81,18 +81,18 @@ def test_a_full_disk_stops_the_split_with_a_clear_error_and_the_next_run_starts_
     assert all(sorted(chunk_titles(plain, chunk)) == list(plain.chunk(chunk)) for chunk in range(3))
 
 
-def test_each_chunk_file_is_fsynced_before_its_rename(plain, monkeypatch):
+def test_each_chunk_file_is_synced_before_its_rename_and_the_folder_after(plain, monkeypatch):
     events = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_syncfs = os.fsync, os.replace, durable._syncfs
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
                                                  real_fsync(fd)))
     monkeypatch.setattr(os, "replace", lambda src, dst: (events.append(("replace", str(dst))), real_replace(src, dst)))
+    monkeypatch.setattr(durable, "_syncfs", lambda folder: (events.append(("syncfs", folder)), real_syncfs(folder))[1])
     dumpsplit.split(plain)
-    for chunk in range(3):
-        target = str(dumpsplit.chunk_file(plain.name, chunk))
-        renamed = events.index(("replace", target))
-        assert events[renamed - 1][0] == "fsync" and events[renamed - 1][1].endswith(".part")
-    assert ("fsync", str(dumpsplit.folder(plain.name))) in events
+    folder = str(dumpsplit.folder(plain.name))
+    renames = [events.index(("replace", str(dumpsplit.chunk_file(plain.name, chunk)))) for chunk in range(3)]
+    assert ("syncfs", folder) in events[:min(renames)]
+    assert ("fsync", folder) in events[max(renames):events.index(("replace", f"{folder}/split.json"))]
 
 
 def test_a_chunk_file_cut_short_is_cut_again(plain):

@@ -6,8 +6,10 @@ reading it (chunks x dump size), one task reads it once and leaves each chunk's 
 last, says which derived manifest and which dump the files were cut for, and each file's size.
 """
 import bisect
+import errno
 import gzip
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -77,6 +79,7 @@ def split(derived: Derived, progress=None) -> int:
     target = folder(derived.name)
     durable.make_folder(target)
     (target / SPLIT_RECORD).unlink(missing_ok=True)
+    durable.sync_folder(target)  # no longer split, on disk before any chunk file goes
     for old in [*target.glob("chunk-*"), *target.glob(".chunk-*.part")]:  # .part: an older wikiluigi's
         old.unlink()
     pagefiles.remove_stale_temporaries(target)
@@ -110,16 +113,18 @@ def split(derived: Derived, progress=None) -> int:
                 progress(written, len(derived.titles))
         for chunk in list(buffers):
             flush(chunk)
-        with durable.batch():
-            for chunk in range(derived.chunk_count):
-                if chunk in temporaries:
-                    pagefiles.publish(temporaries.pop(chunk), chunk_file(derived.name, chunk))
+        durable.sync_files(list(temporaries.values()))   # every chunk's file on disk (one syncfs), then named
+        for chunk in sorted(temporaries):
+            os.replace(temporaries.pop(chunk), chunk_file(derived.name, chunk))
+        durable.sync_folder(target)
         record = {**stamp(derived), "sizes": [_size(chunk_file(derived.name, chunk))
                                               for chunk in range(derived.chunk_count)]}
         pagefiles.write_json(target / SPLIT_RECORD, record)
     except OSError as error:
-        raise DumpError(f"{derived.name}: cutting {derived.source['dump']} into {target} stopped: {error}. "
-                        f"Free some space there if the disk is full, then run again: it starts afresh.") from None
+        advice = ("the disk is full: free some space there, then run again" if error.errno in (errno.ENOSPC,
+                  errno.EDQUOT) else "run again")
+        raise DumpError(f"{derived.name}: cutting {derived.source['dump']} into {target} stopped: {error}; "
+                        f"{advice} (the split starts afresh).") from None
     finally:
         for tmp in temporaries.values():
             tmp.unlink(missing_ok=True)
