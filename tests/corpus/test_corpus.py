@@ -100,6 +100,8 @@ def test_revision_ids_from_every_machines_log_and_urls_with_them(data_dir):
     (raw / "revisions-host2.jsonl").write_text('{"title": "Kirk", "revision_id": 9}\n'
                                                '{"title": "Spock", "revision_id": 11}\n', encoding="utf-8")
     assert corpus.revision_ids("trek.example") == {"Spock": 12, "Kirk": 9}
+    for titles in (("Kirk", "Spock", "Worf"), ("Worf", "Spock", "Kirk")):       # sorted, or a dump's order
+        assert dict(zip(titles, corpus.revisions_of("trek.example", titles))) == {"Spock": 12, "Kirk": 9, "Worf": 0}
     corpus.build_trainingset(["trek"], validation=0)
     records = {r["title"]: r for r in read_jsonl(corpus.folder(["trek"], 0) / "train.jsonl")}
     assert records["Spock"]["revision_id"] == 12 and records["Worf"]["revision_id"] is None
