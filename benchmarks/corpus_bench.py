@@ -270,11 +270,14 @@ def main():
           f"{efficiency:.2f} of the CPU time spent is the tokenizer's own")
     trainingset_h = large["trainingset"]["cpu_s"] / large["trainingset"]["bytes"] * ENWIKI_MARKDOWN_BYTES / 3600
     tokens_h = ENWIKI_MARKDOWN_BYTES / (one_core_cpu * min(efficiency, 1.0) * 16) / 3600
-    vocabulary_h = large["vocabulary"]["cpu_s"] / large["trainingset"]["bytes"] * ENWIKI_MARKDOWN_BYTES / 3600
+    from wikiluigi.corpus.vocabulary import VOCABULARY_SAMPLE_BYTES
+    vocabulary_h = (large["vocabulary"]["cpu_s"] / min(large["trainingset"]["bytes"], VOCABULARY_SAMPLE_BYTES)
+                    * VOCABULARY_SAMPLE_BYTES / 3600)
     print(f"English Wikipedia ({ENWIKI_MARKDOWN_BYTES / 1e9:.0f} GB of Markdown, {ENWIKI_ARTICLES / 1e6:.1f}M pages) on "
           f"one 16-core machine, from CPU seconds by bytes: training set {trainingset_h:.2f} h (one process), tokens "
           f"{tokens_h:.2f} h (16 workers at the efficiency measured), together {trainingset_h + tokens_h:.2f} h; the "
-          f"vocabulary {vocabulary_h:.2f} CPU hours on all of it (synthetic text has few distinct words)")
+          f"vocabulary {vocabulary_h:.2f} CPU hours (learnt from a {VOCABULARY_SAMPLE_BYTES / 2**30:.0f} GiB sample; "
+          f"the BPE trainer's own threads)")
 
 
 if __name__ == "__main__":

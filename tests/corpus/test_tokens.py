@@ -1,5 +1,6 @@
 """wikiluigi.corpus.tokens: a training set's tokens written once (uint16 files and tokens.json), checked before use."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -79,3 +80,17 @@ def test_page_blocks_end_at_a_pages_end(tmp_path):
     assert "".join(blocks) == text and len(blocks) == 30
     assert all(block.endswith("<|endoftext|>\n") and block.startswith("<|startoftext|>\n") for block in blocks)
     assert tokens.dtype_for(65536) == "uint16" and tokens.dtype_for(65537) == "uint32"
+
+
+def test_a_killed_writers_temporaries_go_and_a_live_ones_stay(corpus_copy, tiny_model):
+    import subprocess
+    import sys
+    folder = corpus_copy / "tokens" / tiny_model.name
+    folder.mkdir(parents=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = folder / f".train.bin.{int(gone.stdout)}.part"
+    live = folder / f".train.bin.{os.getppid()}.part"
+    for path in (dead, live):
+        path.write_bytes(b"\0" * 10)
+    tokens.write_tokens(corpus_copy, tiny_model, workers=1)
+    assert not dead.exists() and live.exists() and tokens.problem(corpus_copy, tiny_model) is None

@@ -197,8 +197,7 @@ def write_tokens(corpus_dir, model_dir, *, workers: int | None = None, progress=
     target = folder(corpus_dir, model_dir)
     target.mkdir(parents=True, exist_ok=True)
     (target / INFO).unlink(missing_ok=True)           # the files below are not those of the old tokens.json
-    for stale in target.glob(".*.part"):               # left by a killed write
-        stale.unlink(missing_ok=True)
+    corpus.remove_dead_temporaries(target)             # left by a killed write
     sizes = {side: (corpus_dir / text).stat().st_size if (corpus_dir / text).exists() else 0
              for side, text, _ in SIDES}
     total = sum(sizes.values())

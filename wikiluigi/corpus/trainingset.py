@@ -289,8 +289,7 @@ def build_trainingset(manifests: Sequence[str], validation: float = DEFAULT_VALI
     del orders
     target = folder(names, validation)
     target.mkdir(parents=True, exist_ok=True)
-    for stale in target.glob(".*.part"):      # left by a killed build
-        stale.unlink(missing_ok=True)
+    remove_dead_temporaries(target)
     (target / STATS).unlink(missing_ok=True)
     writer = _Writer(target, threshold, total, progress)
     try:
@@ -373,6 +372,25 @@ def _threshold(orders: array, validation: float) -> tuple[float, str]:
     if count == 0:
         return -1.0, note
     return float(np.partition(values, count - 1)[count - 1]), note
+
+
+def remove_dead_temporaries(folder: Path) -> None:
+    """Remove the `.<name>.<pid>.part` files (_atomic's, tokens') of writers whose process is gone (killed);
+    those of a live one, on this machine, stay."""
+    for stale in folder.glob(".*.part"):
+        pid = stale.name[:-len(".part")].rpartition(".")[2]
+        if not pid.isdigit() or not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _atomic:
