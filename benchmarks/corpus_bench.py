@@ -276,7 +276,7 @@ def main():
     print(f"English Wikipedia ({ENWIKI_MARKDOWN_BYTES / 1e9:.0f} GB of Markdown, {ENWIKI_ARTICLES / 1e6:.1f}M pages) on "
           f"one 16-core machine, from CPU seconds by bytes: training set {trainingset_h:.2f} h (one process), tokens "
           f"{tokens_h:.2f} h (16 workers at the efficiency measured), together {trainingset_h + tokens_h:.2f} h; the "
-          f"vocabulary {vocabulary_h:.2f} CPU hours (learnt from a {VOCABULARY_SAMPLE_BYTES / 2**30:.0f} GiB sample; "
+          f"vocabulary {vocabulary_h:.2f} CPU hours (learnt from a {VOCABULARY_SAMPLE_BYTES / 2**20:.0f} MiB sample; "
           f"the BPE trainer's own threads)")
 
 

@@ -14,7 +14,7 @@ from wikiluigi.errors import ModelError
 from wikiluigi.pagefiles import write_atomic as _write_atomic
 
 MARKERS = (END, START)
-VOCABULARY_SAMPLE_BYTES = 1 << 30      # text a vocabulary is learnt from at most (1 GiB: a few hours of one core)
+VOCABULARY_SAMPLE_BYTES = 1 << 28      # text a vocabulary is learnt from at most (256 MiB: the BPE trainer's memory grows with it)
 
 
 def corpus_blocks(corpus_path, block_chars: int = 1 << 20):
