@@ -189,7 +189,7 @@ def test_titles_filter_stops_once_all_were_found(tmp_path):
     cut = tmp_path / "cut.xml"
     cut.write_bytes(xml[: xml.index(b"<title>Tuvok</title>")])
     assert [p.title for p in dump.iter_pages(cut, titles={"Spock"})] == ["Spock"]
-    with pytest.raises(DumpError):
+    with pytest.raises(DumpError, match=re.escape(str(cut)) + ".*truncated"):
         list(dump.iter_pages(cut))
 
 
