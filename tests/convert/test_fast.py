@@ -28,6 +28,14 @@ EXPLAINED = {
     "Art": "`''[[Republic (Plato)|''Republic'']]''`: pandoc's reader garbles italics around a link whose "
            "label is italic too and leaves `[[Republic (Plato)|` in the text; the fast path writes `Republic` "
            "(the fast path is the faithful one)",
+    "A": "`****:` under a `***` item: pandoc's reader writes `\\*:` and the line as text; the fast path reads "
+         "an indented line of the list, as MediaWiki shows it",
+    "Allah": "`*:` lines after a paragraph: pandoc's reader writes `\\*:` as text; the fast path reads them as "
+             "an indented list item, as MediaWiki shows it",
+    "Hostile unclosed external links": "`[mailto:a@x e [//x f end]`: pandoc's reader takes the outer bracket "
+                                       "as the link (its label holding `[//x`), the fast path the inner one (a "
+                                       "label ends at a bracket, so that unclosed ones cost one pass): each keeps "
+                                       "one of the two URLs as text",
     "Hostile crossed markup": "`<code>[http://x t</code>`: pandoc's reader reads the URL inside code as a link "
                               "and writes it in backticks of its own; the fast path keeps the code as typed",
 }

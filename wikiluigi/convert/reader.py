@@ -20,15 +20,18 @@ class Unsupported(Exception):
 
 
 # Elements whose content is not wikitext, cut out of the text before the inline pass.
-_VERBATIM = re.compile(r"<(math|nowiki|code|tt|var|samp)(?:\s[^<>]*)?>(.*?)</\1\s*>", re.S | re.I)
+_VERBATIM_TAG = re.compile(r"<(/?)(math|nowiki|code|tt|var|samp)(?:\s[^<>]*+)?>", re.I)
 _PLACEHOLDER = re.compile("\ue010(\\d+)\ue011")
 _HEADING = re.compile(r"^(={1,6})(.+?)\1[ \t]*$")
 _LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]([a-z]*)")
-_EXTERNAL = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher|mailto):(?://)?|//)[^\s\[\]<>\"]+(?:[ \t]+([^\]\n]*))?\]")
-_TOKEN = re.compile(r"'{2,5}|<(/?)([A-Za-z][A-Za-z0-9]*)\b[^<>]*?(/?)>|\ue010\d+\ue011")
+# (A label stops at the next bracket: a thousand `[http://x label` never closed cost one pass.)
+_EXTERNAL = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher|mailto):(?://)?|//)[^\s\[\]<>\"]++(?:[ \t]++([^\]\[\n]*+))?\]")
+_INLINE_MARKUP = re.compile("''|<|\ue010")
+_TOKEN = re.compile(r"(?=[<'\ue010])(?:'{2,5}|<(/?)([A-Za-z][A-Za-z0-9]*)\b[^<>]*?(/?)>|\ue010\d+\ue011)")
 _LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]+)*|simple")
 _SPACES = re.compile(r"\s+")
-_SPACE_BEFORE_PUNCTUATION = re.compile(r"[^\S\n]++(?=[.,;:])")
+# (Tried only where a run of blanks starts: a page of blanks costs one pass, not one per blank.)
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<![^\S\n])[^\S\n]++(?=[.,;:])")
 _ALNUM = re.compile(r"[^\W_]")
 # Inline tags: what each becomes (a node type, None to unwrap it, "break" for a line break).
 _TAGS = {
@@ -49,18 +52,21 @@ _CONTAINER_START = re.compile(r"<(?:blockquote|div|center)[\s>]", re.I)
 MAX_CONTAINERS = 64
 _BLOCK_PLACEHOLDER = re.compile("\ue013(\\d+)\ue014")
 _DISPLAY_MATH = re.compile(":+\ue010(\\d+)\ue011")
-LINK_EDGE = "\ue012"  # keeps a link's quotes apart from quotes around it; removed with the text
+LINK_EDGE = "\ue012"
+_AFTER_CONTAINER = re.compile("\ue014\n[ \t]++")
+_LONE_TAG = re.compile(r"</?(?:div|center)(?:\s[^<>]*)?>[ \t]*", re.I)
+_PREFORMATTED_MARKUP = re.compile("''|\\[|<|\\{\\{|\ue010|\ue013|&#|~~~")  # keeps a link's quotes apart from quotes around it; removed with the text
 
 
 def read(title: str, text: str, options) -> list | None:
     """The filtered blocks of one page (`title_header` on top), None when no text is left, as
     `filters.filter_page` gives for pandoc's reading. Raises Unsupported for what pandoc must read."""
-    if "{|" in text or "<poem" in text.lower():
-        raise Unsupported("a table or a poem")
+    if "{|" in text:
+        raise Unsupported("a table")
     verbatim: list[dict] = []
     containers: list[tuple[str, str]] = []
     if "<" in text:
-        text = _VERBATIM.sub(lambda m: _cut_verbatim(m, verbatim), text)
+        text = _cut_verbatims(text, verbatim)
         text = _cut_containers(text, containers)
     blocks = _blocks(text, verbatim, containers)
     blocks = drop_sections(blocks, options.drop_sections)
@@ -86,16 +92,19 @@ def _cut_containers(text: str, containers: list) -> str:
         text, found = _CONTAINER.subn(cut, text)
         if not found:
             break
-    return text
+    return _AFTER_CONTAINER.sub("\ue014\n", text) if containers else text  # `</blockquote> Text`: no pre
 
 
 def _blocks(text: str, verbatim: list, containers: list) -> list:
     """The blocks of a text (a page, or a blockquote's content)."""
     blocks: list = []
     paragraph: list[str] = []
-    lists: list[tuple[str, list]] = []  # the open list items: (marker, item blocks)
+    preformatted: list[str] = []  # lines that start with a blank
     for line in text.split("\n"):
         first = line[:1]
+        if preformatted and (first not in (" ", "\t") or not line.strip()):
+            _add_preformatted(blocks, preformatted)
+            preformatted = []
         if first in ("*", "#", ":", ";"):
             if paragraph:
                 _add_paragraph(blocks, paragraph, verbatim)
@@ -116,7 +125,7 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
                     _add_paragraph(blocks, paragraph, verbatim)
                     paragraph = []
                 kind, content = containers[int(placeholder.group(1))]
-                inner = _blocks(content, verbatim, containers)
+                inner = _blocks(content.strip(), verbatim, containers)
                 if kind == "blockquote":
                     if inner:
                         blocks.append({"t": "BlockQuote", "c": inner})
@@ -139,7 +148,16 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
                     blocks.append({"t": "Header", "c": [len(heading.group(1)), ["", [], []], inlines]})
                 continue
         if first == " " or first == "\t":
-            raise Unsupported("preformatted lines")
+            if paragraph:
+                _add_paragraph(blocks, paragraph, verbatim)
+                paragraph = []
+            preformatted.append(line)
+            continue
+        if first == "<" and _LONE_TAG.fullmatch(line):  # a <div> never closed, a stray </div>: pandoc drops it
+            if paragraph:
+                _add_paragraph(blocks, paragraph, verbatim)
+                paragraph = []
+            continue
         if line.startswith("----"):
             if paragraph:
                 _add_paragraph(blocks, paragraph, verbatim)
@@ -150,11 +168,52 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
         paragraph.append(line)
     if paragraph:
         _add_paragraph(blocks, paragraph, verbatim)
+    if preformatted:
+        _add_preformatted(blocks, preformatted)
     return _join_lists(blocks)
 
 
-def _cut_verbatim(match: re.Match, verbatim: list) -> str:
-    tag, content = match.group(1).lower(), match.group(2)
+def _add_preformatted(blocks: list, lines: list[str]) -> None:
+    """Lines that start with a blank: pandoc reads each as inline code (less its first blank), one
+    line break apart, when they hold no markup."""
+    inlines: list = []
+    for line in lines:
+        if _PREFORMATTED_MARKUP.search(line):
+            raise Unsupported("markup in preformatted lines")
+        code = html.unescape(line.expandtabs(4)[1:]) if "&" in line else line.expandtabs(4)[1:]
+        if not code.strip():
+            continue
+        if inlines:
+            inlines.append({"t": "LineBreak"})
+        inlines.append({"t": "Code", "c": [["", [], []], code.replace("\xa0", " ")]})
+    if inlines:
+        blocks.append({"t": "Para", "c": inlines})
+
+
+def _cut_verbatims(text: str, verbatim: list) -> str:
+    """Maths, nowiki and code elements replaced by placeholders of the nodes they become: one pass over
+    their tags, each opening tag paired with the next closing tag of its name (one never closed stays text)."""
+    pieces: list[str] = []
+    done = 0
+    opened: tuple[str, int, int] | None = None  # (tag, where it starts, where its content starts)
+    for match in _VERBATIM_TAG.finditer(text):
+        closing, tag = match.group(1), match.group(2).lower()
+        if opened is None:
+            if not closing:
+                opened = (tag, match.start(), match.end())
+            continue
+        if closing and tag == opened[0]:
+            pieces.append(text[done:opened[1]])
+            pieces.append(_cut_verbatim(tag, text[opened[2]:match.start()], verbatim))
+            done = match.end()
+            opened = None
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _cut_verbatim(tag: str, content: str, verbatim: list) -> str:
     if tag == "math":
         tex = content.strip()
         if "{{" in tex or "}}" in tex:
@@ -181,9 +240,14 @@ def _list_line(blocks: list, line: str, verbatim: list) -> None:
     """A list line (`*`, `#`, `:`, `;` markers) added to the list blocks at the end of `blocks`."""
     markers = line[:len(line) - len(line.lstrip("*#:;"))]
     content = line[len(markers):]
-    if ";" in markers:
-        if markers != ";":
+    if ";" in markers and markers != ";":
+        if markers.rstrip(";") != markers[:-1] or ":" in markers or ":" in content:
             raise Unsupported("a definition list inside a list")
+        markers = markers[:-1] + ":"  # a term in a list: a paragraph in the item above it
+        term = True
+    else:
+        term = False
+    if markers == ";":
         term, colon, definition = content.partition(":")
         if colon and ("[[" in term or "//" in term or "\ue010" in term):
             raise Unsupported("a definition list term with a colon")
@@ -200,22 +264,24 @@ def _list_line(blocks: list, line: str, verbatim: list) -> None:
         if _has_text(inlines):
             blocks.append({"t": "Para", "c": inlines})
         return
-    if ":" in markers:
-        raise Unsupported("an indented line inside a list")
+    kinds = markers.rstrip(":")
+    if ":" in kinds:
+        raise Unsupported("a list inside an indented line inside a list")
+    continued = len(kinds) < len(markers)  # `*:`: more of the item above, as its own line
     container = blocks
-    for depth, marker in enumerate(markers):
+    for depth, marker in enumerate(kinds):
         kind = "BulletList" if marker == "*" else "OrderedList"
         last = container[-1] if container else None
-        if last is None or last["t"] != kind or not last.get("open"):
-            last = {"t": kind, "c": [], "open": True} if kind == "BulletList" else \
-                {"t": kind, "c": [[1, {"t": "DefaultStyle"}, {"t": "DefaultDelim"}], []], "open": True}
+        if last is None or last["t"] != kind:
+            last = {"t": kind, "c": []} if kind == "BulletList" else \
+                {"t": kind, "c": [[1, {"t": "DefaultStyle"}, {"t": "DefaultDelim"}], []]}
             container.append(last)
         items = last["c"] if kind == "BulletList" else last["c"][1]
-        if depth == len(markers) - 1 or not items:
+        if (depth == len(kinds) - 1 and not continued) or not items:
             items.append([])
         container = items[-1]
     if _has_text(inlines):
-        container.append({"t": "Plain", "c": inlines})
+        container.append({"t": "Para" if term else "Plain", "c": inlines})
 
 
 def _join_lists(blocks: list) -> list:
@@ -251,7 +317,7 @@ def _link(match: re.Match) -> str:
         text = target + trail
     else:
         text = label + trail
-    return LINK_EDGE + text + LINK_EDGE if "'" in text else text
+    return LINK_EDGE + text + LINK_EDGE if "'" in text or not text else text
 
 
 def _inlines(text: str, verbatim: list) -> list:
@@ -263,12 +329,16 @@ def _inlines(text: str, verbatim: list) -> list:
                 raise Unsupported("a link left inside a link")
         if "//" in text:
             text = _EXTERNAL.sub(lambda m: m.group(1) or "", text)
+    if not _INLINE_MARKUP.search(text):  # plain text: the quick path
+        return _tidy([text])
     root: list = []
-    lines = text.split("\n")
-    for number, line in enumerate(lines):
+    for number, line in enumerate(text.split("\n")):
         if number:
             root.append("\n")
-        _line_inlines(line, verbatim, root)
+        if _INLINE_MARKUP.search(line):
+            _line_inlines(line, verbatim, root)
+        else:
+            root.append(line)
     return _tidy(root)
 
 
