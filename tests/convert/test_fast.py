@@ -143,7 +143,7 @@ def test_reader_model_is_what_the_writer_and_pandoc_agree_on():
 
 
 def test_what_the_fast_path_leaves_to_pandoc_is_counted():
-    pages = {"Table": "{|\n| a || b\n|}\nText after.", "Indented": "<ol>\n<li>first</li>\n</ol>", "Plain": "Just text."}
+    pages = {"Table": "{|\n| a || b\n|}\nText after.", "Indented": "<ol>\n<li>first\n\nsecond paragraph</li>\n</ol>", "Plain": "Just text."}
     results = convert_pages(pages, ConvertOptions(keep_tables=True), engine="auto")
     assert results["Table"].engine == "pandoc" and "table" in results["Table"].fallback
     assert results["Indented"].engine == "pandoc" and results["Indented"].ok

@@ -46,16 +46,19 @@ _BLOCK_TAGS = {"div", "blockquote", "center", "p", "ul", "ol", "li", "dl", "dt",
                "syntaxhighlight", "gallery", "references", "ref", "section", "includeonly", "noinclude"}
 _CODE_MARKUP = re.compile(r"''|\[\[|<|\{\{")
 # Block elements read here: the innermost first, each put on a line of its own as a placeholder.
-_CONTAINER = re.compile(r"<(blockquote|div|center)(?:\s[^<>]*)?>((?:(?!<(?:blockquote|div|center)[\s>]).)*?)"
+_CONTAINER = re.compile(r"<(blockquote|div|center|ol|ul)(\s[^<>]*)?>((?:(?!<(?:blockquote|div|center|ol|ul)[\s>]).)*?)"
                         r"</\1\s*>", re.S | re.I)
-_CONTAINER_START = re.compile(r"<(?:blockquote|div|center)[\s>]", re.I)
+_CONTAINER_START = re.compile(r"<(?:blockquote|div|center|ol|ul)[\s>]", re.I)
+# An HTML list's items: each <li> up to its </li>, or to the next <li> or the end.
+_LIST_ITEM = re.compile(r"<li(?:\s[^<>]*)?>((?:(?!<li[\s>]).)*?)(?:</li\s*>|(?=<li[\s>])|\Z)", re.S | re.I)
+_LIST_START = re.compile(r"\bstart\s*=\s*[\"']?(\d{1,6})")
 MAX_CONTAINERS = 64
 _BLOCK_PLACEHOLDER = re.compile("\ue013(\\d+)\ue014")
 _DISPLAY_MATH = re.compile(":+\ue010(\\d+)\ue011")
-LINK_EDGE = "\ue012"
+LINK_EDGE = "\ue012"  # keeps a link's quotes apart from quotes around it; removed with the text
 _AFTER_CONTAINER = re.compile("\ue014\n[ \t]++")
 _LONE_TAG = re.compile(r"</?(?:div|center)(?:\s[^<>]*)?>[ \t]*", re.I)
-_PREFORMATTED_MARKUP = re.compile("''|\\[|<|\\{\\{|\ue010|\ue013|&#|~~~")  # keeps a link's quotes apart from quotes around it; removed with the text
+_PREFORMATTED_MARKUP = re.compile("''|\\[|<|\\{\\{|\ue010|\ue013|&#|~~~")
 
 
 def read(title: str, text: str, options) -> list | None:
@@ -85,7 +88,7 @@ def _cut_containers(text: str, containers: list) -> str:
         raise Unsupported("many block-level HTML elements")
 
     def cut(match: re.Match) -> str:
-        containers.append((match.group(1).lower(), match.group(2)))
+        containers.append((match.group(1).lower(), match.group(3), match.group(2) or ""))
         return f"\n\ue013{len(containers) - 1}\ue014\n"
 
     for _ in range(count):
@@ -124,7 +127,10 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
                 if paragraph:
                     _add_paragraph(blocks, paragraph, verbatim)
                     paragraph = []
-                kind, content = containers[int(placeholder.group(1))]
+                kind, content, attributes = containers[int(placeholder.group(1))]
+                if kind in ("ol", "ul"):
+                    blocks.append(_html_list(kind, content, attributes, verbatim))
+                    continue
                 inner = _blocks(content.strip(), verbatim, containers)
                 if kind == "blockquote":
                     if inner:
@@ -171,6 +177,23 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
     if preformatted:
         _add_preformatted(blocks, preformatted)
     return _join_lists(blocks)
+
+
+def _html_list(kind: str, content: str, attributes: str, verbatim: list) -> dict:
+    """`<ol>`/`<ul>` of `<li>` items (text only) as a list; its empty items go with _join_lists."""
+    if _LIST_ITEM.sub("", content).strip():
+        raise Unsupported("an HTML list holding more than items")
+    items = []
+    for match in _LIST_ITEM.finditer(content):
+        if "\n\n" in match.group(1).strip() or "\ue013" in match.group(1):
+            raise Unsupported("an HTML list item of several blocks")
+        inlines = _inlines(match.group(1).strip(), verbatim)
+        items.append([{"t": "Plain", "c": inlines}] if _has_text(inlines) else [])
+    if kind == "ul":
+        return {"t": "BulletList", "c": items}
+    start = _LIST_START.search(attributes)
+    return {"t": "OrderedList", "c": [[int(start.group(1)) if start else 1, {"t": "DefaultStyle"},
+                                       {"t": "DefaultDelim"}], items]}
 
 
 def _add_preformatted(blocks: list, lines: list[str]) -> None:
