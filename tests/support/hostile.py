@@ -135,6 +135,38 @@ def brackets_storm(size: int) -> str:
     return _lines(lambda i: "(" * 20 + "; {{x}} ; " * 20 + "''{{y}}'' ," * 10 + " text", size)
 
 
+def joined_cut_outs(size: int) -> str:
+    """Cut-out templates joined by "and", "or" and commas, with no clause end after them: quadratic for
+    a pattern that tried again after every "and"."""
+    row = " and ".join(["{{t}}"] * 20) + " or ''{{u}}'' or " + ", ".join(["{{v}}"] * 10)
+    return "A " + _repeat(row, size, " and ") + " text"
+
+
+def unclosed_external_links(size: int) -> str:
+    """`[http://...`, `[ftp://...`, `[mailto:...` with no `]` on their line, in one paragraph of many
+    lines (and one `]` at its end): pandoc's reader tries each as a link to the paragraph's end, inside
+    the one before, exponentially."""
+    line = "Text [http://example.org/a b [ftp://example.org/c d [mailto:a@example.org e [//example.org f"
+    return _lines(lambda i: line, size) + " end]"
+
+
+def unclosed_inline_tags(size: int) -> str:
+    """Inline tags never closed, every kind pandoc reads as a span and some it does not, in one paragraph
+    of many lines: to pandoc's reader, each opens a span it tries to close at the paragraph's end."""
+    tags = ("kbd", "mark", "strike", "var", "s", "samp", "sub", "sup", "del", "code", "tt", "u", "ins", "small",
+            "big", "span", "font", "abbr", "cite", "em", "b", "i", "q", "bdi", "ruby", "foo")
+    line = " ".join(f"<{tag}>{tag}" for tag in tags) + " </kbd> </sub> words"
+    return _lines(lambda i: line, size)
+
+
+def crossed_markup(size: int) -> str:
+    """Bold, italics, tags and links that cross each other (`''a <kbd>b'' c</kbd>`): each one closed, but
+    inside another that closes first, which pandoc's reader tries both ways, exponentially."""
+    line = ("''a <kbd>b'' c</kbd> [[x|<sub>y]] z</sub> [http://example.org <mark>m] n</mark> "
+            "<tt>[http://example.org t</tt> u] <del>a<sup>b</del> c</sup> [http://example.org [[w]] v")
+    return _lines(lambda i: line, size)
+
+
 def big_page(size: int) -> str:
     """An ordinary article, only very long: sections of prose with links, templates and refs."""
     def section(i: int) -> str:
@@ -166,8 +198,45 @@ CONSTRUCTS: dict[str, Callable[[int], str]] = {
     "redirect spaces": redirect_spaces,
     "magic words": magic_words,
     "brackets storm": brackets_storm,
+    "joined cut-outs": joined_cut_outs,
+    "unclosed external links": unclosed_external_links,
+    "unclosed inline tags": unclosed_inline_tags,
+    "crossed markup": crossed_markup,
     "big page": big_page,
 }
+
+# What a user finds in each hostile page's Markdown (at 10 KB or more): text that must be kept. A page
+# that converts must keep it; the one construct that cannot convert fails with its reason (FAILS).
+KEPT: dict[str, tuple[str, ...]] = {
+    "citation stack": ("Claim number 0 is well sourced. More text. Claim number 1",),
+    "template row": ("Word 0 mot mot", "and then text Word 1"),
+    "interlanguage row": ("Line 0 ( Line 1 (",),
+    "nested list": ("Intro.", "- item 1\n", "item 20\n"),
+    "nested indent": ("Intro.", "reply 1\n", "reply 20\n"),
+    "nested tables": ("Intro.\n\nAfter the tables.",),
+    "nested templates": ("Intro xx", "after."),
+    "nested links": ("Intro", "after."),
+    "nested tags": ("Intro.", "deep text", "After."),
+    "unclosed refs": ("Text x x x",),
+    "unclosed ref tags": ("Text \\<ref name=a \\<pre x \\<ref name=a",),
+    "unclosed braces": ("Text x x x",),
+    "unclosed file links": ("Text",),
+    "unclosed pre": ("Text x x x",),
+    "unclosed comments": ("Text",),
+    "unclosed tables": ("Text",),
+    "quote storm": ("***court of appeal*** text *a **b",),
+    "redirect spaces": ("REDIRECT x",),
+    "magic words": ("text",),
+    "brackets storm": ("((((((((((((((((((((", ", text ((((("),
+    "joined cut-outs": ("A and and", "or or", " text"),
+    "unclosed external links": ("Text \\[http://example.org/a b \\[ftp://example.org/c d \\[mailto:a@example.org e "
+                                "\\[//example.org f Text",),
+    "unclosed inline tags": ("kbd mark strike var s samp sub sup del code tt u ins small big span font abbr cite em b i"
+                             " q bdi ruby foo words kbd mark",),
+    "crossed markup": ("*a b* c y z m n `[", "t` u\\] ~~ab~~ c \\[http://example.org w v *a b*"),
+    "big page": ("## Section 1\n\nThe River flows past *the town* of **Ostrava**. It was first mentioned in 1001.",),
+}
+FAILS = {"heading storm": "empty after filtering"}  # only headings once its line of `=` is cut
 
 # The template rules a hostile manifest carries, so that the rule expansion is exercised too.
 RULES = {"a": "{1}{1}", "lang": "{2}"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Iterator, Mapping
 
+from wikiluigi.convert.spans import pair_spans
 from wikiluigi.markup import tag_elements
 
 _REDIRECT = re.compile(r"\A\s*+#\s*+REDIRECT\s*+:?+\s*+\[\[([^\[\]|]++)(?:\|[^\[\]]*+)?\]\]", re.I)
@@ -100,8 +101,17 @@ _GONE_ITEM = "(?:'{2,5}\ue002++'{2,5}|\ue002++)"  # a cut-out template, maybe in
 _GONE_IN_BRACKETS = re.compile(f"\\([ \t]*+(?:{_GONE_ITEM}[ \t]*+[;,]?+[ \t]*+)++(\\)?)")
 # (A `;` right after a letter or digit may end an entity, `&nbsp;`: not a joiner.)
 _GONE_JOINER = "[ \t]*+(?:,|(?<![A-Za-z0-9]);|(?<=[ \t])(?:and|or)(?=[ \t'\ue002]))?+[ \t]*+"
-_GONE_BEFORE_CLOSE = re.compile(
-    f"(?<=[^ \t;,\ue002\n])(?:{_GONE_JOINER}{_GONE_ITEM})++[ \t]*+(?=[).;:,!?]|$)", re.M)
+# (The run is matched whole, then kept when no clause end follows it: a pattern that ended in that
+# look-ahead tried again after every "and" of a run, quadratic: "A {{t}} and {{t}} ... text".)
+_GONE_RUN = re.compile(f"(?<=[^ \t;,\ue002\n])(?:{_GONE_JOINER}{_GONE_ITEM})++[ \t]*+")
+_CLAUSE_END = frozenset(").;:,!?\n")
+
+
+def _gone_before_close(match: re.Match) -> str:
+    """A run of cut-out things and their joiners: gone when a clause ends after it, else kept."""
+    end = match.end()
+    text = match.string
+    return "" if end == len(text) or text[end] in _CLAUSE_END else match.group(0)
 
 
 def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
@@ -138,7 +148,7 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
         text = _drop_sections_early(text, drop)
     if _GONE in text:
         text = _GONE_IN_BRACKETS.sub(lambda m: "" if m.group(1) else "(", text)
-        text = _GONE_BEFORE_CLOSE.sub("", text)
+        text = _GONE_RUN.sub(_gone_before_close, text)
     if "''" in text:
         text = "\n".join(balance_quotes(line) if "''" in line else line for line in text.split("\n"))
     if _GONE in text:
@@ -148,6 +158,7 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
         text = text.replace(_GONE, "")
     if len(text) > MAX_PARAGRAPH_CHARS:
         text = _split_long_paragraphs(text)
+    text = pair_spans(text, masked)
     if masked:
         text = _MASK.sub(lambda m: masked[int(m.group(1))], text)
     return text.strip("\n")
