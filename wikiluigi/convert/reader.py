@@ -44,6 +44,7 @@ _TAGS = {
 _BLOCK_TAGS = {"div", "blockquote", "center", "p", "ul", "ol", "li", "dl", "dt", "dd", "table", "tr", "td",
                "th", "caption", "pre", "poem", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "source",
                "syntaxhighlight", "gallery", "references", "ref", "section", "includeonly", "noinclude"}
+_NOWIKI_TAG = re.compile(r"</?nowiki\s*/?>", re.I)
 _CODE_MARKUP = re.compile(r"''|\[\[|<|\{\{")
 # Block elements read here: the innermost first, each put on a line of its own as a placeholder.
 _CONTAINER = re.compile(r"<(blockquote|div|center|ol|ul)(\s[^<>]*)?>((?:(?!<(?:blockquote|div|center|ol|ul)[\s>]).)*?)"
@@ -245,9 +246,11 @@ def _cut_verbatim(tag: str, content: str, verbatim: list) -> str:
     elif tag == "nowiki":
         node = {"t": "Str", "c": html.unescape(content)} if content else None
     else:
-        if _CODE_MARKUP.search(content):
+        if "<" in content and "nowiki" in content.lower():  # <code><nowiki>{{x}}</nowiki></code>: literal
+            content = _NOWIKI_TAG.sub("", content)
+        elif _CODE_MARKUP.search(content):
             raise Unsupported("markup inside code")
-        code = html.unescape(content).replace("\xa0", " ")
+        code = " ".join(html.unescape(content).split())  # pandoc reads code's text as inlines: one blank
         node = {"t": "Code", "c": [["", [], []], code]} if code.strip() else None
     verbatim.append(node)
     return f"\ue010{len(verbatim) - 1}\ue011"
@@ -445,8 +448,10 @@ def _tidy(raw: list, top: bool = True) -> list:
         if isinstance(piece, str):
             if "\u200b" in piece or LINK_EDGE in piece:
                 piece = piece.replace("\u200b", "").replace(LINK_EDGE, "")
-            if "&" in piece and ";" in piece:
+            if "&" in piece and ";" in piece:  # twice, as pandoc's reader and then the filters do
                 piece = html.unescape(piece)
+                if "&" in piece and ";" in piece:
+                    piece = html.unescape(piece)
             if "{{" in piece or "}}" in piece:
                 piece = piece.replace("{{", "").replace("}}", "")
             _add_text(out, piece, top)
