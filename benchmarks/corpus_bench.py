@@ -228,6 +228,7 @@ def bench_size(work: Path, pages: int, args) -> dict:
         if name == "first step":
             make_model(data_dir)
         results[name] = result = run_stage(data_dir, name, args)
+        work = result["work_s"]
         extra = ""
         if name == "tokenizer/1":
             extra = f"  {result['bytes'] / result['work_cpu_s'] / 1e6:.2f} MB/s of text a CPU second"
@@ -236,7 +237,6 @@ def bench_size(work: Path, pages: int, args) -> dict:
         if name == "first step":
             extra = (f"  first step {result['first_step_s']:.1f} s after the process started; tokens opened and "
                      f"first batch drawn in {result['data_s'] * 1e3:.0f} ms")
-        work = result["work_s"]
         print(f"  {name:12s} {result['seconds']:7.1f} s ({work:7.1f} s of work, {result['cpu_s']:7.1f} CPU s)  "
               f"{work / pages * 1e3:7.3f} ms/page  {work / results['floor']['work_s']:6.1f}x floor  "
               f"peak RSS {result['rss'] / 2**20:7.1f} MiB{extra}", flush=True)
@@ -258,8 +258,9 @@ def main():
         if name in ("first step", "tokenizer/1"):
             continue
         ratio = (large[name]["work_s"] / large["pages"]) / (small[name]["work_s"] / small["pages"])
-        print(f"  {name:12s} cost per page x{ratio:.2f}, peak RSS {small[name]['rss'] / 2**20:.0f} -> "
-              f"{large[name]['rss'] / 2**20:.0f} MiB")
+        cpu_ratio = (large[name]["cpu_s"] / large["pages"]) / (small[name]["cpu_s"] / small["pages"])
+        print(f"  {name:12s} cost per page x{ratio:.2f} in wall seconds of work, x{cpu_ratio:.2f} in CPU seconds "
+              f"(process start included); peak RSS {small[name]['rss'] / 2**20:.0f} -> {large[name]['rss'] / 2**20:.0f} MiB")
     alone = large["tokenizer/1"]
     one_core_wall, one_core_cpu = alone["bytes"] / alone["work_s"], alone["bytes"] / alone["work_cpu_s"]
     workers, text = large["tokens"]["workers"], large["tokens"]["bytes"]
@@ -273,8 +274,10 @@ def main():
     from wikiluigi.corpus.vocabulary import VOCABULARY_SAMPLE_BYTES
     vocabulary_h = (large["vocabulary"]["cpu_s"] / min(large["trainingset"]["bytes"], VOCABULARY_SAMPLE_BYTES)
                     * VOCABULARY_SAMPLE_BYTES / 3600)
+    trainingset_wall_h = large["trainingset"]["work_s"] / large["trainingset"]["bytes"] * ENWIKI_MARKDOWN_BYTES / 3600
     print(f"English Wikipedia ({ENWIKI_MARKDOWN_BYTES / 1e9:.0f} GB of Markdown, {ENWIKI_ARTICLES / 1e6:.1f}M pages) on "
-          f"one 16-core machine, from CPU seconds by bytes: training set {trainingset_h:.2f} h (one process), tokens "
+          f"one 16-core machine, from CPU seconds by bytes: training set {trainingset_h:.2f} h (one process; "
+          f"{trainingset_wall_h:.2f} h at this run's wall rate, disk included), tokens "
           f"{tokens_h:.2f} h (16 workers at the efficiency measured), together {trainingset_h + tokens_h:.2f} h; the "
           f"vocabulary {vocabulary_h:.2f} CPU hours (learnt from a {VOCABULARY_SAMPLE_BYTES / 2**20:.0f} MiB sample; "
           f"the BPE trainer's own threads)")
