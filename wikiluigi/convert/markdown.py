@@ -5,7 +5,7 @@ import re
 
 # What pandoc's gfm writer (`gfm-raw_html-tex_math_gfm`, `--wrap=none`) escapes in text: the
 # characters of Markdown syntax, `<`/`>` (no raw HTML), `|` (pipe tables), `$` (TeX maths), `~~`.
-_ESCAPE = re.compile(r"[\[\]`*<>|$\\]|~~|_|!\[")
+_ESCAPE = re.compile(r"[\[\]`*<>|$\\]|~(?=~)|_|!\[")
 _WORD_CHAR = re.compile(r"\w")
 # A paragraph line that Markdown would read as a list item or a table row.
 _ORDERED_MARKER = re.compile(r"\d{1,9}[.)](?=\s|$)|\(\d{1,9}\)(?=\s|$)")
@@ -22,7 +22,7 @@ def _escape_match(match: re.Match) -> str:
         if 0 < at < len(text) - 1 and text[at - 1].isalnum() and text[at + 1].isalnum():
             return "_"  # intraword underscores are left alone
         return "\\_"
-    if found == "\\":
+    if found == "\\":  # pandoc writes a text `\ and` as `\\and`, dropping the blank; here it stays
         after = match.string[match.end():match.end() + 1]
         return "\\" if after.isalnum() else "\\\\"
     return "\\" + found
