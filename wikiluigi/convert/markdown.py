@@ -40,8 +40,9 @@ def inlines(nodes: list) -> str:
     out: list[str] = []
     for i, node in enumerate(nodes):
         kind = node["t"]
-        if kind == "Str":
-            out.append(escape(node["c"]))
+        if kind == "Str":  # a `#` that starts a Str (after other inlines) is escaped as pandoc does
+            text = node["c"]
+            out.append("\\#" + escape(text[1:]) if text[:1] == "#" else escape(text))
         elif kind in ("Space", "SoftBreak"):
             out.append(" ")
         elif kind == "Emph":

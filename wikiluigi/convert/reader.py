@@ -89,6 +89,9 @@ def _cut_containers(text: str, containers: list) -> str:
         raise Unsupported("many block-level HTML elements")
 
     def cut(match: re.Match) -> str:
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        if text[line_start:match.start()].strip() and text[line_start] in "*#:;":
+            raise Unsupported(f"a <{match.group(1)}> inside a list item")  # pandoc's reading varies
         containers.append((match.group(1).lower(), match.group(3), match.group(2) or ""))
         return f"\n\ue013{len(containers) - 1}\ue014\n"
 
