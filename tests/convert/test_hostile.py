@@ -56,6 +56,8 @@ def test_spans_never_closed_are_dropped_or_made_text():
     # pandoc rejects a page with a <blockquote> left open: it is closed at the page's end.
     assert prepare("<blockquote>a\n\nb</blockquote></blockquote> c <blockquote>d") == \
         "<blockquote>a\n\nb</blockquote> c <blockquote>d\n\n</blockquote>"
+    assert prepare("# a <blockquote>b</blockquote> c\n# d <blockquote>e\n</blockquote> f") == \
+        "# a <blockquote>b</blockquote> c\n# d e\n f"  # in a list item: paired on its line
 
 
 @pytest.mark.timeout(300)

@@ -163,6 +163,7 @@ def pair_spans(text: str, protected: list[str]) -> str:
         if _WANTED.search(line) is None:
             continue
         skip_to = -1
+        line_quotes: list[tuple[int, int]] = []
         for match in (_CELL_TOKEN if _TABLE_LINE.match(line) else _TOKEN).finditer(line):
             at, end = match.start(), match.end()
             if at < skip_to:
@@ -174,15 +175,15 @@ def pair_spans(text: str, protected: list[str]) -> str:
                 if name in _BLOCK:
                     spans.end_paragraph()
                     if name == "blockquote":
-                        if _LIST_OR_TABLE_LINE.match(line):  # inside a list item or a cell: never paired
-                            spans.edits.append((start + at, start + end, ""))
-                        elif match.group(1):
-                            if blockquotes:
-                                blockquotes.pop()
+                        # (in a list item or a table cell, a blockquote pairs on its line, or not at all)
+                        opened = line_quotes if _LIST_OR_TABLE_LINE.match(line) else blockquotes
+                        if match.group(1):
+                            if opened:
+                                opened.pop()
                             else:
                                 spans.edits.append((start + at, start + end, ""))
                         elif not token.endswith("/>"):
-                            blockquotes.append((start + at, start + end))
+                            opened.append((start + at, start + end))
                 elif name in _VOID:
                     continue
                 elif match.group(1):
@@ -203,6 +204,7 @@ def pair_spans(text: str, protected: list[str]) -> str:
                     spans.end_paragraph()
             else:  # a cell separator
                 spans.end_paragraph()
+        spans.edits.extend((at, end, "") for at, end in line_quotes)
         spans.end_line()
     spans.end_paragraph()
     if not spans.edits and not blockquotes:
