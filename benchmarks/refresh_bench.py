@@ -84,7 +84,8 @@ def change(wiki: LocalMediaWiki, titles: list[str], count: int, prefix: str, cat
     for title in edits:
         wiki.edit_page(title, f"{prefix}: a new first line.\n\n" + wiki.page_text(title))
     for number in range(new):
-        wiki.edit_page(f"{prefix} new page {number}", f"A page written after the scrape, number {number}.\n\n{categories}")
+        wiki.edit_page(f"{prefix} new page {number}",
+                       f"A page written after the scrape, number {number}.\n\n{categories}")
     wiki._maint("deleteBatch.php", "-u", "Admin", "-r", "bench", stdin="".join(f"{t}\n" for t in deletes).encode())
     wiki._maint("moveBatch.php", "-u", "Admin", "-r", "bench",
                 stdin="".join(f"{t}|{t} (moved)\n" for t in moves).encode())
@@ -96,8 +97,8 @@ def change(wiki: LocalMediaWiki, titles: list[str], count: int, prefix: str, cat
 def same_pages(one: Path, two: Path) -> bool:
     def pages(folder: Path) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in sorted((folder / "raw").rglob("*.mediawiki"))}
-    return pages(one) == pages(two) and (
-        (one / "manifests/derived/synth.titles.txt").read_text() == (two / "manifests/derived/synth.titles.txt").read_text())
+    titles = "manifests/derived/synth.titles.txt"
+    return pages(one) == pages(two) and (one / titles).read_text() == (two / titles).read_text()
 
 
 KINDS = {"all_pages": {"all_pages": True}, "categories": {"include_categories": [synthetic_wiki.ROOT_CATEGORY]}}
@@ -137,14 +138,17 @@ def whole_wiki(work: Path, pages: int, changed: float, workers: int) -> None:
               f"{report['gone']} gone, {report['unchanged']} unchanged); the same pages either way: {row['same']}")
         print(f"{'':48} {'requests':>9} {'seconds':>9} {'requests':>10} {'time':>8}")
         print(f"{'':48} {'':>9} {'':>9} {'vs full':>10} {'vs full':>8}")
-        for name, key in (("full scrape, no cache: Scrape", "scrape"), ("  + convert every page (Wikipedia)", "convert"),
-                          ("  = full: list, fetch, convert", "full"), ("Refresh, nothing changed (lists every page)", "quiet"),
+        for name, key in (("full scrape, no cache: Scrape", "scrape"),
+                          ("  + convert every page (Wikipedia)", "convert"),
+                          ("  = full: list, fetch, convert", "full"),
+                          ("Refresh, nothing changed (lists every page)", "quiet"),
                           ("Refresh of the changes: recent changes", "recent"),
                           ("Refresh of the changes: every page listed", "listed")):
             print(f"{name:48} {row[key]['requests']:>9} {row[key]['seconds']:>9.1f} "
                   f"{row[key]['requests'] / full['requests']:>10.3f} {row[key]['seconds'] / full['seconds']:>8.3f}")
-        print(f"{'':48} against the Scrape alone: recent changes {row['recent']['requests'] / row['scrape']['requests']:.3f} "
-              f"of its requests, {row['recent']['seconds'] / row['scrape']['seconds']:.3f} of its time")
+        recent, scrape = row["recent"], row["scrape"]
+        print(f"{'':48} against the Scrape alone: recent changes {recent['requests'] / scrape['requests']:.3f} "
+              f"of its requests, {recent['seconds'] / scrape['seconds']:.3f} of its time")
         print(f"reports: {report['how']}; {row['listed_report']['how']}")
 
 
@@ -167,7 +171,8 @@ def one_category(work: Path, pages: int, workers: int) -> None:
         for number in range(3):
             wiki.edit_page(f"Newcomer {number}", f"A new member.\n\n[[Category:Hundred]]")
         wiki._maint("deleteBatch.php", "-u", "Admin", "-r", "bench", stdin=f"{titles[-1]}\n".encode())
-        wiki._maint("moveBatch.php", "-u", "Admin", "-r", "bench", stdin=f"{titles[-2]}|{titles[-2]} (moved)\n".encode())
+        wiki._maint("moveBatch.php", "-u", "Admin", "-r", "bench",
+                    stdin=f"{titles[-2]}|{titles[-2]} (moved)\n".encode())
         wiki._maint("runJobs.php")
         refreshed = run(wiki, folder, "Refresh", workers)
         report = report_of(folder)

@@ -119,10 +119,12 @@ def run_luigi_status(data_dir: Path) -> str:
     return result.stdout
 
 
-MANIFESTS = {"whole": {"all_pages": True, "namespaces": [0, 14]}, "trek": {"include_categories": ["Category:Star Trek"]}}
+MANIFESTS = {"whole": {"all_pages": True, "namespaces": [0, 14]},
+             "trek": {"include_categories": ["Category:Star Trek"]}}
 
 
-def test_refreshed_again_a_manifest_asks_the_recent_changes_and_ends_as_a_fresh_scrape(tmp_path, local_mediawiki_factory):
+def test_refreshed_again_a_manifest_asks_the_recent_changes_and_ends_as_a_fresh_scrape(tmp_path,
+                                                                                        local_mediawiki_factory):
     wiki = local_mediawiki_factory()
     folders = {name: make_data_dir(tmp_path / name, {name: {"api": wiki.api_url, **manifest}})
                for name, manifest in MANIFESTS.items()}

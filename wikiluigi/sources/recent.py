@@ -30,7 +30,8 @@ def usable(manifest: Manifest, previous: dict | None, days: float, now: float | 
     if int(previous.get("listing_requests") or 0) < MIN_LISTING_REQUESTS:
         return False
     if manifest.all_pages:
-        if manifest.include_categories or manifest.exclude_categories or manifest.include_pages or manifest.exclude_pages:
+        if (manifest.include_categories or manifest.exclude_categories or manifest.include_pages
+                or manifest.exclude_pages):
             return False
     elif not isinstance(previous.get("state"), dict):
         return False

@@ -118,7 +118,8 @@ def check_removals(manifest: str, gone: list[str], old_count: int, max_removed: 
     raise RefreshError(
         f"{manifest}: the refresh would remove {len(gone)} of {old_count} pages ({examples}), more than "
         f"[refresh] max_removed ({max_removed:.0%}); nothing was changed. A category blanked or renamed on the "
-        f"wiki? Check the wiki, then run Refresh with --allow-removal to remove them (they go to {attic_files.ATTIC}/).")
+        f"wiki? Check the wiki, then run Refresh with --allow-removal to remove them (they go to "
+        f"{attic_files.ATTIC}/).")
 
 
 # Acting on disk
@@ -223,8 +224,8 @@ def refresh(manifest: Manifest, host: str, processed_folders: list[Path],
             if plan.fetch:
                 say(0, len(plan.fetch), f"fetching {len(plan.fetch)} new or changed pages")
                 fetch_source = dump_source if dump_source is not None else RevisionsById(content, plan.fetch)
-                failed.update(fetch_changed(fetch_source, host, plan.fetch, processed_folders, progress=lambda d, t: say(
-                    d, t, f"fetched {d} of {t} new or changed pages")))
+                failed.update(fetch_changed(fetch_source, host, plan.fetch, processed_folders, progress=lambda d, t:
+                                            say(d, t, f"fetched {d} of {t} new or changed pages")))
             if plan.gone:
                 keep = shared_titles(name, host)
                 removed = [title for title in plan.gone if title not in keep]
