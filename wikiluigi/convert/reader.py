@@ -32,6 +32,7 @@ _LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]+)*|simple")
 _SPACES = re.compile(r"\s+")
 # (Tried only where a run of blanks starts: a page of blanks costs one pass, not one per blank.)
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<![^\S\n])[^\S\n]++(?=[.,;:])")
+_ODD_BLANK_BEFORE_PUNCTUATION = re.compile(r"[^\S \n][.,;:]")
 _ALNUM = re.compile(r"[^\W_]")
 # Inline tags: what each becomes (a node type, None to unwrap it, "break" for a line break).
 _TAGS = {
@@ -488,7 +489,8 @@ def _add_text(out: list, text: str, top: bool) -> None:
     SoftBreak when it holds a line end) node."""
     if not text:
         return
-    if top and (" " in text or "\xa0" in text):
+    if top and (" ." in text or " ," in text or " ;" in text or " :" in text
+                or _ODD_BLANK_BEFORE_PUNCTUATION.search(text)):  # (quicker than the pattern on every text)
         text = _SPACE_BEFORE_PUNCTUATION.sub("", text)
     words = text.split()
     if not words:
