@@ -200,11 +200,10 @@ def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = Non
             except Exception as error:  # noqa: BLE001 - the fast path failing is pandoc's turn, not a failure
                 fallback[title] = f"the fast path failed: {type(error).__name__}: {str(error)[:200]}"
             else:
-                if markdown is None:
-                    errors[title] = EMPTY
-                else:
+                if markdown is not None:
                     fast[title] = markdown
-                continue
+                    continue
+                fallback[title] = "no text left on the fast path"  # pandoc has the last word on emptiness
         texts[title] = text
 
     documents: dict[str, list] = {}

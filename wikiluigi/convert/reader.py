@@ -26,6 +26,7 @@ _HEADING = re.compile(r"^(={1,6})(.+?)\1[ \t]*$")
 _LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]([a-z]*)")
 # (A label stops at the next bracket: a thousand `[http://x label` never closed cost one pass.)
 _EXTERNAL = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher|mailto):(?://)?|//)[^\s\[\]<>\"]++(?:[ \t]++([^\]\[\n]*+))?\]")
+MAX_INLINE_DEPTH = 32  # inline tags open at once on a line (the clean-up allows 16 of most)
 _INLINE_MARKUP = re.compile("''|<|\ue010")
 _TOKEN = re.compile(r"(?=[<'\ue010])(?:'{2,5}|<(/?)([A-Za-z][A-Za-z0-9]*)\b[^<>]*?(/?)>|\ue010\d+\ue011)")
 _LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]+)*|simple")
@@ -398,8 +399,6 @@ def _line_inlines(line: str, verbatim: list, root: list) -> None:
                     current.append(node)
                     stack.append((kind, node["c"]))
                     current = node["c"]
-            if len(token) == 5 and len(stack) >= 2 and stack[-1][0] == "Emph" and stack[-2][0] == "Strong":
-                pass
             continue
         if token[0] == "\ue010":
             node = verbatim[int(token[1:-1])]
@@ -424,6 +423,8 @@ def _line_inlines(line: str, verbatim: list, root: list) -> None:
                 while len(stack) > opened[-1]:
                     current = _pop(stack, root)
             continue
+        if len(stack) >= MAX_INLINE_DEPTH:
+            raise Unsupported("inline tags nested too deeply")
         node = {"t": kind, "c": []}
         current.append(node)
         stack.append((name, node["c"]))
