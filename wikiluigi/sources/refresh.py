@@ -10,9 +10,8 @@ from typing import Callable, Iterable
 
 from wikiluigi import pagefiles, paths
 from wikiluigi.errors import ApiError, WikiluigiError, quote
-from wikiluigi.sources import attic as attic_files, derived
+from wikiluigi.sources import attic as attic_files, derived, recent
 from wikiluigi.sources.fetch import RAW_SUFFIX, read_revisions
-from wikiluigi.sources import recent
 from wikiluigi.sources.listing import Listing, RevisionsById, list_api, list_dump
 from wikiluigi.sources.manifest import Manifest, fingerprint
 from wikiluigi.sources.mediawiki import MediaWiki, Revision, Settings
