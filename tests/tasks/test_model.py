@@ -180,6 +180,7 @@ def test_base_model_download_failure_names_the_model_and_url(data_dir, monkeypat
 @pytest.mark.slow
 def test_corpus_to_model_to_samples_then_more_training(startrek, monkeypatch):
     train_reports = recorded(monkeypatch, Train)
+    token_reports = recorded(monkeypatch, Tokens)
     with config({"Train": {**TRAIN, "steps": "30"}}):
         generate = Generate(run_name="trek", length=60, top_k=10, seed=1, batch_size=10)
         assert build(generate) == (True, [])
@@ -201,6 +202,11 @@ def test_corpus_to_model_to_samples_then_more_training(startrek, monkeypatch):
                                   "fingerprint": stats["fingerprint"], "tokens": tokens["fingerprint"]}
         assert tokens["dtype"] == "uint16" and (folder / "train.bin").stat().st_size == 2 * tokens["train"]["tokens"]
         assert info["corpus_stats"]["train_tokens"] == tokens["train"]["tokens"]
+        assert token_reports[0] == (0, f"encoding: {folder / 'tokens.json'} is missing or unreadable (tokens never "
+                                       f"written, or their writing was cut short)")
+        assert token_reports[-1] == (100, f"{tokens['train']['tokens']:,} training and "
+                                          f"{tokens['validation']['tokens']:,} validation tokens (uint16) with 1 process(es)")
+        assert any(percent == 100 and "MB encoded" in message for percent, message in token_reports)
         held_out = info["corpus_stats"]["validation"]["pages"]
         assert info["corpus_stats"]["validation"]["note"] == \
             f"{held_out} of 27 pages held out for validation (0.1 of 27 asked, at least 3)"
