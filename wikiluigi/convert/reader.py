@@ -28,7 +28,9 @@ _LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]([a-z]*)")
 _EXTERNAL = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher|mailto):(?://)?|//)[^\s\[\]<>\"]++(?:[ \t]++([^\]\[\n]*+))?\]")
 MAX_INLINE_DEPTH = 32  # inline tags open at once on a line (the clean-up allows 16 of most)
 _INLINE_MARKUP = re.compile("''|<|\ue010")
-_TOKEN = re.compile(r"(?=[<'\ue010])(?:'{2,5}|<(/?)([A-Za-z][A-Za-z0-9]*)\b[^<>]*?(/?)>|\ue010\d+\ue011)")
+_TOKEN = re.compile(r"(?=[<'\ue010])(?:'{2,5}|<(/?)([A-Za-z][A-Za-z0-9]*)(?=[\s/>])[^<>]*?(/?)>|\ue010\d+\ue011)")
+# Tags MediaWiki does not allow, which pandoc's reader leaves as text (any other unknown tag it drops).
+_TEXT_TAGS = frozenset(("a", "img", "input", "script", "style", "iframe", "form", "button", "link", "meta"))
 _LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]+)*|simple")
 _SPACES = re.compile(r"\s+")
 # (Tried only where a run of blanks starts: a page of blanks costs one pass, not one per blank.)
@@ -409,6 +411,8 @@ def _line_inlines(line: str, verbatim: list, root: list) -> None:
         if name in _BLOCK_TAGS or "\ue013" in token:
             raise Unsupported(f"a <{name}> tag")
         if name not in _TAGS:
+            if name in _TEXT_TAGS:
+                current.append(token)
             continue  # raw HTML the filters drop (its content stays)
         kind = _TAGS[name]
         if kind == "break":
