@@ -224,7 +224,7 @@ def bench_size(work: Path, pages: int, args) -> dict:
     make_pages(data_dir, pages)
     print(f"\n{pages:,} pages (set-up {time.perf_counter() - began:.0f} s)", flush=True)
     results = {}
-    for name in STAGES:
+    for name in [stage for stage in STAGES if stage in args.stages]:
         if name == "first step":
             make_model(data_dir)
         results[name] = result = run_stage(data_dir, name, args)
@@ -249,9 +249,14 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/corpus-bench"))
     parser.add_argument("--vocab-size", type=int, default=8192)
     parser.add_argument("--rate-mb", type=float, default=20.0, help="text the one-core tokenizer rate is taken on")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="some of them only (floor first), e.g. floor,trainingset,uptodate: no summary then")
     args = parser.parse_args()
+    args.stages = args.stages.split(",")
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     results = [bench_size(args.work, size(s), args) for s in args.sizes.split(",")]
+    if set(STAGES) - set(args.stages):
+        return
     small, large = results[0], results[-1]
     print(f"\nfrom {small['pages']:,} to {large['pages']:,} pages:")
     for name in STAGES:
