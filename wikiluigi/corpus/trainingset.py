@@ -4,9 +4,12 @@ out/trainingset/<set>/ holds
     train.txt, validation.txt       pages wrapped in <|startoftext|> ... <|endoftext|>, what the model reads
     train.jsonl, validation.jsonl   one page a line: title, text, url, revision_id, wiki (`datasets`'s json
                                     loader reads them: load_dataset("json", data_files={...}))
-    stats.json                      manifests, validation split, pages, characters, tokens per vocabulary
+    stats.json                      manifests, validation split, pages, characters, tokens per vocabulary,
+                                    and the fingerprint of its inputs (see inputs()): stale when they change
+    tokens/<model>/                 its token ids in a vocabulary (wikiluigi.corpus.tokens)
 The held-out pages are chosen by a hash of wiki and title, so the split is the same on every build and a
-page keeps its side when others are added (see _held_out_order).
+page keeps its side when others are added (see _held_out_order). The build streams: one page in memory
+at a time, whatever the number of pages.
 """
 import contextlib
 import hashlib
