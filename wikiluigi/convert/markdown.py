@@ -181,7 +181,6 @@ def block(node: dict, in_list: bool = False) -> tuple[str, int]:
             return f"{fence} {classes[0]}\n{code}\n{fence}", 2
         return "\n".join("    " + line if line else line for line in code.split("\n")), 2
     if kind == "LineBlock":
-        lines = [inlines(line) for line in node["c"]]
         return _paragraph_lines(node["c"]), 2
     if kind == "Div":
         text, _ = blocks_with_trailing(node["c"][1], in_list)

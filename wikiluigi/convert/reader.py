@@ -1,8 +1,9 @@
 """The fast front end: cleaned wikitext (after `wikitext.prepare`) read straight into the filtered document model.
 
-A line loop finds the blocks (headings, paragraphs, lists, indented lines, preformatted lines), a small
-inline pass reads each block's text (bold and italics, links as their text, maths, code, sub- and
-superscripts, line breaks, entities), and the tidying of `filters.py` is done as the nodes are made:
+A line loop finds the blocks (headings, paragraphs, lists, indented lines, preformatted lines,
+blockquotes, HTML lists), `inline.py` reads each block's text (bold and italics, links as their text,
+maths, code, sub- and superscripts, line breaks, entities), and the tidying of `filters.py` is done as
+the nodes are made:
 the result is what `filters.filter_page` makes of pandoc's reading of the same text, ready for
 `markdown.write`. What it does not cover (tables, definition lists, poems, block-level HTML, markup
 inside code, links left inside links) raises `Unsupported`: the caller sends that page to pandoc.
@@ -13,43 +14,11 @@ import html
 import re
 
 from wikiluigi.convert.filters import drop_empty_sections, drop_sections, title_header
+from wikiluigi.convert.inline import Unsupported, cut_verbatims, has_text, read_inlines
 
+__all__ = ["Unsupported", "read"]
 
-class Unsupported(Exception):
-    """A construct the fast reader leaves to pandoc (the message says which)."""
-
-
-# Elements whose content is not wikitext, cut out of the text before the inline pass.
-_VERBATIM_TAG = re.compile(r"<(/?)(math|nowiki|code|tt|var|samp)(?:\s[^<>]*+)?>", re.I)
-_PLACEHOLDER = re.compile("\ue010(\\d+)\ue011")
 _HEADING = re.compile(r"^(={1,6})(.+?)\1[ \t]*$")
-_LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]([a-z]*)")
-# (A label stops at the next bracket: a thousand `[http://x label` never closed cost one pass.)
-_EXTERNAL = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher|mailto):(?://)?|//)[^\s\[\]<>\"]++(?:[ \t]++([^\]\[\n]*+))?\]")
-MAX_INLINE_DEPTH = 32  # inline tags open at once on a line (the clean-up allows 16 of most)
-_INLINE_MARKUP = re.compile("''|<|\ue010")
-_TOKEN = re.compile(r"(?=[<'\ue010])(?:'{2,5}|<(/?)([A-Za-z][A-Za-z0-9]*)(?=[\s/>])[^<>]*?(/?)>|\ue010\d+\ue011)")
-# Tags MediaWiki does not allow, which pandoc's reader leaves as text (any other unknown tag it drops).
-_TEXT_TAGS = frozenset(("a", "img", "input", "script", "style", "iframe", "form", "button", "link", "meta"))
-_LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]+)*|simple")
-_SPACES = re.compile(r"\s+")
-# (Tried only where a run of blanks starts: a page of blanks costs one pass, not one per blank.)
-_SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<![^\S\n])[^\S\n]++(?=[.,;:])")
-_ODD_BLANK_BEFORE_PUNCTUATION = re.compile(r"[^\S \n][.,;:]")
-_ALNUM = re.compile(r"[^\W_]")
-# Inline tags: what each becomes (a node type, None to unwrap it, "break" for a line break).
-_TAGS = {
-    "sub": "Subscript", "sup": "Superscript", "del": "Strikeout", "strike": "Strikeout",
-    "i": None, "em": None, "b": None, "strong": None, "s": None,
-    "small": None, "big": None, "span": None, "u": None, "ins": None, "font": None, "abbr": None,
-    "cite": None, "bdi": None, "dfn": None, "kbd": None, "mark": None, "q": None,
-    "br": "break", "wbr": None,
-}
-_BLOCK_TAGS = {"div", "blockquote", "center", "p", "ul", "ol", "li", "dl", "dt", "dd", "table", "tr", "td",
-               "th", "caption", "pre", "poem", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "source",
-               "syntaxhighlight", "gallery", "references", "ref", "section", "includeonly", "noinclude"}
-_NOWIKI_TAG = re.compile(r"</?nowiki\s*/?>", re.I)
-_CODE_MARKUP = re.compile(r"''|\[\[|<|\{\{")
 # Block elements read here: the innermost first, each put on a line of its own as a placeholder.
 _CONTAINER = re.compile(r"<(blockquote|div|center|ol|ul)(\s[^<>]*)?>((?:(?!<(?:blockquote|div|center|ol|ul)[\s>]).)*?)"
                         r"</\1\s*>", re.S | re.I)
@@ -60,7 +29,6 @@ _LIST_START = re.compile(r"\bstart\s*=\s*[\"']?(\d{1,6})")
 MAX_CONTAINERS = 64
 _BLOCK_PLACEHOLDER = re.compile("\ue013(\\d+)\ue014")
 _DISPLAY_MATH = re.compile(":+\ue010(\\d+)\ue011")
-LINK_EDGE = "\ue012"  # keeps a link's quotes apart from quotes around it; removed with the text
 _AFTER_CONTAINER = re.compile("\ue014\n[ \t]++")
 _LONE_TAG = re.compile(r"</?(?:div|center)(?:\s[^<>]*)?>[ \t]*", re.I)
 _PREFORMATTED_MARKUP = re.compile("''|\\[|<|\\{\\{|\ue010|\ue013|&#|~~~")
@@ -74,7 +42,7 @@ def read(title: str, text: str, options) -> list | None:
     verbatim: list[dict] = []
     containers: list[tuple[str, str]] = []
     if "<" in text:
-        text = _cut_verbatims(text, verbatim)
+        text = cut_verbatims(text, verbatim)
         text = _cut_containers(text, containers)
     blocks = _blocks(text, verbatim, containers)
     blocks = drop_sections(blocks, options.drop_sections)
@@ -157,8 +125,8 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
                 if paragraph:
                     _add_paragraph(blocks, paragraph, verbatim)
                     paragraph = []
-                inlines = _inlines(heading.group(2).strip(), verbatim)
-                if _has_text(inlines):
+                inlines = read_inlines(heading.group(2).strip(), verbatim)
+                if has_text(inlines):
                     blocks.append({"t": "Header", "c": [len(heading.group(1)), ["", [], []], inlines]})
                 continue
         if first == " " or first == "\t":
@@ -195,8 +163,8 @@ def _html_list(kind: str, content: str, attributes: str, verbatim: list) -> dict
     for match in _LIST_ITEM.finditer(content):
         if "\n\n" in match.group(1).strip() or "\ue013" in match.group(1):
             raise Unsupported("an HTML list item of several blocks")
-        inlines = _inlines(match.group(1).strip(), verbatim)
-        items.append([{"t": "Plain", "c": inlines}] if _has_text(inlines) else [])
+        inlines = read_inlines(match.group(1).strip(), verbatim)
+        items.append([{"t": "Plain", "c": inlines}] if has_text(inlines) else [])
     if kind == "ul":
         return {"t": "BulletList", "c": items}
     start = _LIST_START.search(attributes)
@@ -221,51 +189,9 @@ def _add_preformatted(blocks: list, lines: list[str]) -> None:
         blocks.append({"t": "Para", "c": inlines})
 
 
-def _cut_verbatims(text: str, verbatim: list) -> str:
-    """Maths, nowiki and code elements replaced by placeholders of the nodes they become: one pass over
-    their tags, each opening tag paired with the next closing tag of its name (one never closed stays text)."""
-    pieces: list[str] = []
-    done = 0
-    opened: tuple[str, int, int] | None = None  # (tag, where it starts, where its content starts)
-    for match in _VERBATIM_TAG.finditer(text):
-        closing, tag = match.group(1), match.group(2).lower()
-        if opened is None:
-            if not closing:
-                opened = (tag, match.start(), match.end())
-            continue
-        if closing and tag == opened[0]:
-            pieces.append(text[done:opened[1]])
-            pieces.append(_cut_verbatim(tag, text[opened[2]:match.start()], verbatim))
-            done = match.end()
-            opened = None
-    if not pieces:
-        return text
-    pieces.append(text[done:])
-    return "".join(pieces)
-
-
-def _cut_verbatim(tag: str, content: str, verbatim: list) -> str:
-    if tag == "math":
-        tex = content.strip()
-        if "{{" in tex or "}}" in tex:
-            tex = re.sub(r"\{(?=\{)", "{ ", re.sub(r"\}(?=\})", "} ", tex))
-        node = {"t": "Math", "c": [{"t": "InlineMath"}, tex]} if tex else None
-    elif tag == "nowiki":
-        node = {"t": "Str", "c": html.unescape(content)} if content else None
-    else:
-        if "<" in content and "nowiki" in content.lower():  # <code><nowiki>{{x}}</nowiki></code>: literal
-            content = _NOWIKI_TAG.sub("", content)
-        elif _CODE_MARKUP.search(content):
-            raise Unsupported("markup inside code")
-        code = " ".join(html.unescape(content).split())  # pandoc reads code's text as inlines: one blank
-        node = {"t": "Code", "c": [["", [], []], code]} if code.strip() else None
-    verbatim.append(node)
-    return f"\ue010{len(verbatim) - 1}\ue011"
-
-
 def _add_paragraph(blocks: list, lines: list[str], verbatim: list) -> None:
-    inlines = _inlines("\n".join(lines), verbatim)
-    if _has_text(inlines):
+    inlines = read_inlines("\n".join(lines), verbatim)
+    if has_text(inlines):
         blocks.append({"t": "Para", "c": inlines})
 
 
@@ -285,16 +211,16 @@ def _list_line(blocks: list, line: str, verbatim: list) -> None:
         if colon and ("[[" in term or "//" in term or "\ue010" in term):
             raise Unsupported("a definition list term with a colon")
         for part in (term, definition):
-            inlines = _inlines(part.strip(), verbatim)
-            if _has_text(inlines):
+            inlines = read_inlines(part.strip(), verbatim)
+            if has_text(inlines):
                 blocks.append({"t": "Para", "c": inlines})
         return
-    inlines = _inlines(content.strip(), verbatim)
+    inlines = read_inlines(content.strip(), verbatim)
     if markers[0] == ":":
         if set(markers) != {":"}:
             raise Unsupported("a list inside an indented line")
         # `:` indentation: a definition list without a term, which the filters unwrap into its blocks
-        if _has_text(inlines):
+        if has_text(inlines):
             blocks.append({"t": "Para", "c": inlines})
         return
     kinds = markers.rstrip(":")
@@ -313,7 +239,7 @@ def _list_line(blocks: list, line: str, verbatim: list) -> None:
         if (depth == len(kinds) - 1 and not continued) or not items:
             items.append([])
         container = items[-1]
-    if _has_text(inlines):
+    if has_text(inlines):
         container.append({"t": "Para" if term else "Plain", "c": inlines})
 
 
@@ -336,202 +262,3 @@ def _join_lists(blocks: list) -> list:
     return out
 
 
-# --------------------------------------------------------------------------------------------------
-# Inlines
-
-def _link(match: re.Match) -> str:
-    target, label, trail = match.group(1), match.group(2), match.group(3)
-    if label is None:
-        namespace, colon, _ = target.partition(":")
-        if colon:
-            name = namespace.replace("_", " ").strip()
-            if name.lower() == "category" or _LANGUAGE_PREFIX.fullmatch(name):
-                return ""
-        text = target + trail
-    else:
-        text = label + trail
-    return LINK_EDGE + text + LINK_EDGE if "'" in text or not text else text
-
-
-def _inlines(text: str, verbatim: list) -> list:
-    """The inline nodes of a block's text, tidied as the filters tidy them."""
-    if "[" in text:
-        if "[[" in text:
-            text = _LINK.sub(_link, text)
-            if "[[" in text and "]]" in text:
-                raise Unsupported("a link left inside a link")
-        if "//" in text:
-            text = _EXTERNAL.sub(lambda m: m.group(1) or "", text)
-    if not _INLINE_MARKUP.search(text):  # plain text: the quick path
-        return _tidy([text])
-    root: list = []
-    for number, line in enumerate(text.split("\n")):
-        if number:
-            root.append("\n")
-        if _INLINE_MARKUP.search(line):
-            _line_inlines(line, verbatim, root)
-        else:
-            root.append(line)
-    return _tidy(root)
-
-
-def _line_inlines(line: str, verbatim: list, root: list) -> None:
-    """One line's inlines appended to `root`: raw text as strings, nodes as dicts; quotes and tags
-    left open at the end of the line are closed there (as MediaWiki and pandoc do)."""
-    stack: list[tuple[str, list]] = []  # (node type or tag name, its content)
-    current = root
-    position = 0
-    for match in _TOKEN.finditer(line):
-        if match.start() > position:
-            current.append(line[position:match.start()])
-        position = match.end()
-        token = match.group(0)
-        if token[0] == "'":
-            wanted = {2: ["Emph"], 3: ["Strong"], 5: ["Strong", "Emph"]}.get(len(token))
-            if wanted is None:  # four quotes: one is text
-                current.append("'")
-                wanted = ["Strong"]
-            for kind in wanted:
-                opened = [i for i, (k, _) in enumerate(stack) if k == kind]
-                if opened:
-                    while len(stack) > opened[-1]:
-                        current = _pop(stack, root)
-                else:
-                    node = {"t": kind, "c": []}
-                    current.append(node)
-                    stack.append((kind, node["c"]))
-                    current = node["c"]
-            continue
-        if token[0] == "\ue010":
-            node = verbatim[int(token[1:-1])]
-            if node is not None:
-                current.append(node)
-            continue
-        closing, name, self_closing = match.group(1), match.group(2).lower(), match.group(3)
-        if name in _BLOCK_TAGS or "\ue013" in token:
-            raise Unsupported(f"a <{name}> tag")
-        if name not in _TAGS:
-            if name in _TEXT_TAGS:
-                current.append(token)
-            continue  # raw HTML the filters drop (its content stays)
-        kind = _TAGS[name]
-        if kind == "break":
-            if not closing:
-                current.append({"t": "LineBreak"})
-            continue
-        if kind is None or self_closing:
-            continue
-        if closing:
-            opened = [i for i, (k, _) in enumerate(stack) if k == name]
-            if opened:
-                while len(stack) > opened[-1]:
-                    current = _pop(stack, root)
-            continue
-        if len(stack) >= MAX_INLINE_DEPTH:
-            raise Unsupported("inline tags nested too deeply")
-        node = {"t": kind, "c": []}
-        current.append(node)
-        stack.append((name, node["c"]))
-        current = node["c"]
-    if position < len(line):
-        current.append(line[position:])
-    while stack:
-        current = _pop(stack, root)
-
-
-def _pop(stack: list, root: list) -> list:
-    stack.pop()
-    return stack[-1][1] if stack else root
-
-
-def _tidy(raw: list, top: bool = True) -> list:
-    """Raw pieces (strings and nodes) as the filters leave inlines: text in Str runs with single spaces,
-    Space nodes between a run and a node (SoftBreak where a line ended), no empty formatting (a node
-    without a letter or digit goes with its content), two formatting nodes of one kind in a row made one.
-    No space at either end; at the top level (`top`) also no space (but a line end) before closing
-    punctuation, as filters._tidy_inlines does (inside formatting pandoc keeps those)."""
-    out: list = []
-    joinable = None  # the formatting node just added, which an identical one right after joins
-    for piece in raw:
-        previous, joinable = joinable, None
-        if isinstance(piece, str):
-            if "\u200b" in piece or LINK_EDGE in piece:
-                piece = piece.replace("\u200b", "").replace(LINK_EDGE, "")
-            if "&" in piece and ";" in piece:  # twice, as pandoc's reader and then the filters do
-                piece = html.unescape(piece)
-                if "&" in piece and ";" in piece:
-                    piece = html.unescape(piece)
-            if "{{" in piece or "}}" in piece:
-                piece = piece.replace("{{", "").replace("}}", "")
-            _add_text(out, piece, top)
-            continue
-        kind = piece["t"]
-        if kind in ("Emph", "Strong", "Strikeout", "Superscript", "Subscript"):
-            content = _tidy(piece["c"], False)
-            if not _has_text(content):
-                continue
-            if previous is not None and previous is out[-1] and previous["t"] == kind:
-                # pandoc's builder joins them: x<sub>a</sub><sub>b</sub>
-                out[-1] = joinable = {"t": kind, "c": out[-1]["c"] + content}
-                continue
-            piece = joinable = {"t": kind, "c": content}
-        elif kind == "Str":  # nowiki text
-            _add_text(out, piece["c"], top)
-            continue
-        elif kind == "LineBreak":
-            while out and out[-1]["t"] in ("Space", "SoftBreak"):
-                out.pop()
-            if not out or out[-1]["t"] == "LineBreak":
-                continue
-        out.append(piece)
-    while out and out[-1]["t"] in ("Space", "SoftBreak", "LineBreak"):
-        out.pop()
-    return out
-
-
-def _add_text(out: list, text: str, top: bool) -> None:
-    """Text appended to the inlines: runs of words in one Str, whitespace at its ends as a Space (or a
-    SoftBreak when it holds a line end) node."""
-    if not text:
-        return
-    if top and (" ." in text or " ," in text or " ;" in text or " :" in text
-                or _ODD_BLANK_BEFORE_PUNCTUATION.search(text)):  # (quicker than the pattern on every text)
-        text = _SPACE_BEFORE_PUNCTUATION.sub("", text)
-    words = text.split()
-    if not words:
-        _add_space(out, text, top)
-        return
-    if text[0].isspace():
-        _add_space(out, text[:len(text) - len(text.lstrip())], top)
-    body = " ".join(words)
-    if top and out and out[-1]["t"] == "Space" and body[0] in ".,;:":
-        out.pop()
-    if out and out[-1]["t"] == "Str":
-        out[-1] = {"t": "Str", "c": out[-1]["c"] + body}
-    else:
-        out.append({"t": "Str", "c": body})
-    if text[-1].isspace():
-        _add_space(out, text[len(text.rstrip()):], top)
-
-
-def _add_space(out: list, space: str, top: bool) -> None:
-    if not out or out[-1]["t"] in ("Space", "SoftBreak", "LineBreak"):
-        return
-    out.append({"t": "SoftBreak" if "\n" in space else "Space"})
-
-
-def _has_text(inlines: list) -> bool:
-    """Whether inlines hold a letter or digit (or code, or maths) to read."""
-    for node in inlines:
-        kind = node["t"]
-        if kind == "Str":
-            if _ALNUM.search(node["c"]):
-                return True
-        elif kind in ("Code", "Math"):
-            if node["c"][1].strip():
-                return True
-        elif kind in ("Space", "LineBreak"):
-            continue
-        elif _has_text(node["c"]):
-            return True
-    return False
