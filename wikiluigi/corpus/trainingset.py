@@ -202,7 +202,7 @@ def _sources(names: list[str]) -> list[_Source]:
     return sources
 
 
-def _walk(sources: list[_Source], on_page=None) -> dict:
+def _walk(sources: list[_Source], on_page=None) -> list[dict]:
     """Every page of the set once (title and revision id hashed per manifest); `on_page(source, title, path)`
     for each. Returns the inputs: each manifest's summary and their fingerprint."""
     summaries = []
