@@ -79,16 +79,17 @@ def main():
     parser.add_argument("--limit", type=float, default=30.0, help="seconds before a call is cut off")
     parser.add_argument("--convert", action="store_true", help="also time the whole convert step of a page")
     parser.add_argument("--only", nargs="*", help="constructs to run (default: all)")
+    parser.add_argument("--engine", choices=("auto", "pandoc"), help="the convert engine (default: luigi.cfg's)")
     parser.add_argument("--sizes", nargs="*", type=int, default=SIZES, help="page sizes in bytes")
     args = parser.parse_args()
     rules = wikitext.normalised_rules(RULES)
     drop = frozenset({"references", "external links"})
     stages = {"clean-up": lambda text: wikitext.prepare(text, rules, False, drop)}
     if args.convert:
-        from wikiluigi.convert.pandoc import Budget, ConvertOptions, convert_page
+        from wikiluigi.convert.pandoc import Budget, ConvertOptions, convert_pages
         options = ConvertOptions(drop_sections=("References", "External links"), template_rules=RULES)
         budget = Budget(page_seconds=args.limit)
-        stages["convert"] = lambda text: convert_page("Hostile", text, options, budget=budget)
+        stages["convert"] = lambda text: convert_pages({"Hostile": text}, options, budget=budget, engine=args.engine)
     for stage, function in stages.items():
         print(f"\n{stage}: time per page at each size, and growth from one size to the next (linear ~10)")
         print(f"  {'construct':<24}" + "".join(f"{s // 1000:>8} KB" for s in args.sizes) + "   growth from each size to the next")

@@ -113,7 +113,8 @@ def test_unclosed_markup_is_dropped_as_mediawiki_shows_it():
 
 def test_almost_headings_and_redirects():
     storm = prepared("heading storm", 2_000)
-    assert storm.startswith("=" * 1_000 + "x\n== a &#61; b 0 &#61;==\n==&#61; c ==\n")
+    assert storm.startswith("&#61;" + "=" * 999 + "x\n== a &#61; b 0 &#61;==\n==&#61; c ==\n")  # (a line of `=`: text)
+    assert wikitext.prepare("== a\n=\n== b ==\n==c==<!-- x -->", {}) == "&#61;= a\n&#61;\n== b ==\n==c=="
     assert wikitext.redirect_target(CONSTRUCTS["redirect spaces"](SIZE)) is None
     assert wikitext.redirect_target("#REDIRECT   :  [[Target page]]") == "Target page"
 

@@ -121,6 +121,12 @@ def heading_storm(size: int) -> str:
     return ("=" * (size // 2) + "x\n" + _lines(lambda i: f"== a = b {i} ===\n=== c ==", size // 2))
 
 
+def unclosed_headings(size: int) -> str:
+    """Lines that start with `=` but close no heading (`== a`, `=`): text in MediaWiki; pandoc's reader
+    tried each as a heading up to every later one (800 lines: 10 s, four times 400's)."""
+    return "Intro.\n" + _lines(lambda i: f"== a {i}\n=\n=== b {i} ==", size)
+
+
 def redirect_spaces(size: int) -> str:
     """`#REDIRECT` then only blanks: not a redirect, and a trap for an ambiguous pattern."""
     return "#REDIRECT" + " " * size + "x"
@@ -195,6 +201,7 @@ CONSTRUCTS: dict[str, Callable[[int], str]] = {
     "unclosed tables": unclosed_tables,
     "quote storm": quote_storm,
     "heading storm": heading_storm,
+    "unclosed headings": unclosed_headings,
     "redirect spaces": redirect_spaces,
     "magic words": magic_words,
     "brackets storm": brackets_storm,
@@ -225,6 +232,7 @@ KEPT: dict[str, tuple[str, ...]] = {
     "unclosed comments": ("Text",),
     "unclosed tables": ("Text",),
     "quote storm": ("***court of appeal*** text *a **b",),
+    "unclosed headings": ("Intro. == a 0 =\n\n## = b 0\n\n== a 1 =\n\n## = b 1",),
     "redirect spaces": ("REDIRECT x",),
     "magic words": ("text",),
     "brackets storm": ("((((((((((((((((((((", ", text ((((("),
