@@ -107,9 +107,23 @@ def peers(label: str, pages: dict[str, str]) -> None:
                               ("WikiExtractor 3.1.0", peer, "text, not Markdown")):
         rates[name] = len(pages) / clock.cpu
         print(f"  {name:<27} {clock.wall:7.2f} s wall {clock.cpu:7.2f} s CPU {rates[name]:7.1f} pages/CPU-s  ({note})")
+    if pages_are_articles(pages):
+        hours = ENWIKI_ARTICLES / (rates["fast (engine = auto)"] * CORES) / 3600
+        print(f"  projection: English Wikipedia's {ENWIKI_ARTICLES / 1e6:.1f}M articles at this rate on {CORES} cores: "
+              f"{hours:.1f} h of convert (target < 1 h; pandoc engine: "
+              f"{ENWIKI_ARTICLES / (rates['pandoc (engine = pandoc)'] * CORES) / 3600:.1f} h)")
     print(f"  fast / WikiExtractor = {rates['fast (engine = auto)'] / rates['WikiExtractor 3.1.0']:.2f}  "
           f"(target >= 1.2 on enwiki)   fast / pandoc = "
           f"{rates['fast (engine = auto)'] / rates['pandoc (engine = pandoc)']:.1f}x  (target >= 3 on small pages)")
+
+
+ENWIKI_ARTICLES = 6_800_000  # English Wikipedia's articles (scale_bench.py's figure)
+CORES = 16
+
+
+def pages_are_articles(pages: dict[str, str]) -> bool:
+    """Whether the pages are Wikipedia-sized (the projection is made from those only)."""
+    return sum(len(t) for t in pages.values()) / max(1, len(pages)) > 10_000
 
 
 def end_to_end(dump: Path) -> None:
