@@ -1,11 +1,12 @@
 """Refresh through the real `luigi` command against a private MediaWiki changed as editors change it."""
 import json
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.luigi_cli import derived, make_data_dir, revisions, run_luigi
+from tests.support.luigi_cli import derived, files, make_data_dir, revisions, run_luigi
 from wikiluigi.paths import title_to_stem
 
 pytestmark = pytest.mark.slow
@@ -161,3 +162,46 @@ def assert_as_a_fresh_scrape(folder: Path, wiki, name: str, data_dir: Path) -> N
     mine, theirs = raw_folder(data_dir, wiki), raw_folder(fresh, wiki)
     assert {p.name: p.read_bytes() for p in mine.glob("*.mediawiki")} == {
         p.name: p.read_bytes() for p in theirs.glob("*.mediawiki")}
+
+
+def test_raw_deleted_after_a_refresh_comes_back_from_the_cache_as_refreshed(tmp_path, local_mediawiki_factory):
+    wiki = local_mediawiki_factory()
+    data_dir = make_data_dir(tmp_path, {"trek": {"api": wiki.api_url, "include_categories": ["Category:Star Trek"]}})
+    raw = raw_folder(data_dir, wiki)
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    first_spock = (raw / "Spock.mediawiki").read_text()
+    wiki.edit_page("Spock", "Spock later served as an ambassador.\n\n" + first_spock)
+    run_luigi(data_dir, "Refresh", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    refreshed, refreshed_revisions = files(raw, ".mediawiki"), revisions(raw)
+    assert refreshed["Spock.mediawiki"].decode() == wiki.page_text("Spock") != first_spock
+
+    # raw/ deleted: every page comes back from the cache as the Refresh left it, Spock by the Refresh's own
+    # request by revision id; the wiki is asked for nothing.
+    shutil.rmtree(data_dir / "raw")
+    wiki.mark_requests()
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    assert wiki.api_requests() == []
+    assert files(raw, ".mediawiki") == refreshed
+    assert revisions(raw)["Spock"]["revision_id"] == refreshed_revisions["Spock"]["revision_id"]
+
+    # Without a Refresh nothing changes: an edit is not seen, deleting raw/ refetches from the cache.
+    wiki.edit_page("Leonard McCoy", "'''Leonard McCoy''' is a country doctor.\n\n[[Category:Humans]]")
+    shutil.rmtree(data_dir / "raw")
+    wiki.mark_requests()
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    assert wiki.api_requests() == [] and files(raw, ".mediawiki") == refreshed
+
+    # A new page shifts the batches: the one that holds it is asked for by title (the wiki's text now, the
+    # edit of McCoy seen), nothing else; Spock is not asked for again by revision id.
+    wiki.edit_page("Odo", "'''Odo''' is a changeling.\n\n[[Category:Star Trek characters]]")
+    wiki._maint("runJobs.php")
+    run_luigi(data_dir, "Refresh", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    refreshed = files(raw, ".mediawiki")
+    assert "country doctor" in refreshed["Leonard McCoy.mediawiki"].decode() and "Odo.mediawiki" in refreshed
+    shutil.rmtree(data_dir / "raw")
+    wiki.mark_requests()
+    run_luigi(data_dir, "Scrape", "--manifest", "trek", "--local-scheduler", check_returncode=0)
+    requests = wiki.api_requests()
+    assert [sorted(r.titles) for r in requests] == [derived(data_dir, "trek")["titles"]]
+    assert all(r.params.get("prop") == "revisions" and "revids" not in r.params for r in requests)
+    assert files(raw, ".mediawiki") == refreshed

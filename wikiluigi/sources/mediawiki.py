@@ -1,4 +1,5 @@
 """The MediaWiki Action API client: one session, an HTTP cache, batching, continuation, retries, etiquette."""
+import dataclasses
 import email.utils
 import json
 import logging
@@ -51,11 +52,14 @@ class Settings:
 
 @dataclass(frozen=True)
 class Revision:
-    """One page's current wikitext, as the API returned it."""
+    """One page's wikitext, as the API returned it; `asked_with`: the revision ids of the request that
+    asked for it by revision id (empty when asked by title), so that the same request, cached, can be
+    sent again."""
     title: str
     text: str
     revision_id: int | None
     timestamp: str | None
+    asked_with: tuple[int, ...] = ()
 
 
 def _cacheable(response: requests.Response) -> bool:
@@ -271,10 +275,14 @@ class MediaWiki:
                 for page in _page_list(data.get("query", {})):
                     for revision in page.get("revisions") or []:
                         found[int(revision["revid"])] = {**page, "revisions": [revision]}
-            for revision_id in map(int, batch):
+            asked_with = tuple(map(int, batch))
+            for revision_id in asked_with:
                 page = found.get(revision_id)
-                yield revision_id, (_revision(page["title"], page) if page else
-                                    "the revision is gone from the wiki (deleted meanwhile?)")
+                revision = (_revision(page["title"], page) if page else
+                            "the revision is gone from the wiki (deleted meanwhile?)")
+                if isinstance(revision, Revision):
+                    revision = dataclasses.replace(revision, asked_with=asked_with)
+                yield revision_id, revision
 
     # Titles and content
     def batches(self, titles: Iterable[str]) -> Iterator[list[str]]:

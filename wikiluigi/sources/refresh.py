@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 from wikiluigi import pagefiles, paths
 from wikiluigi.errors import ApiError, WikiluigiError, quote
 from wikiluigi.sources import attic as attic_files, derived, recent
-from wikiluigi.sources.fetch import RAW_SUFFIX, read_revisions
+from wikiluigi.sources.fetch import RAW_SUFFIX, note_newest, read_revisions
 from wikiluigi.sources.listing import Listing, RevisionsById, list_api, list_dump
 from wikiluigi.sources.manifest import Manifest, fingerprint
 from wikiluigi.sources.mediawiki import MediaWiki, Revision, Settings
@@ -141,7 +141,8 @@ def shared_titles(name: str, host: str) -> set[str]:
 def fetch_changed(source, host: str, wanted: dict[str, int | None], stale_folders: list[Path],
                   progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
     """Each wanted page's latest revision written over its raw file (atomically), its revision logged
-    first; its Markdown in every processed folder goes (it is converted again). Returns the failures."""
+    first, and, when fetched by revision id, noted outside raw/ as the newest (fetch.note_newest); its
+    Markdown in every processed folder goes (it is converted again). Returns the failures."""
     failed: dict[str, str] = {}
     stage_dir = paths.raw_dir(host)
     with pagefiles.LineLog(paths.revisions_log(host)) as log:
@@ -151,6 +152,7 @@ def fetch_changed(source, host: str, wanted: dict[str, int | None], stale_folder
             if isinstance(revision, str):
                 failed[title] = revision
             else:
+                note_newest(host, title, revision)  # a refetch by title (raw/ deleted) then asks for this one
                 log.write(json.dumps({"title": title, "revision_id": revision.revision_id,
                                       "timestamp": revision.timestamp}, ensure_ascii=False))
                 pagefiles.write_atomic(paths.raw_page(host, title), revision.text)
