@@ -28,6 +28,7 @@ _LIST_ITEM = re.compile(r"<li(?:\s[^<>]*)?>((?:(?!<li[\s>]).)*?)(?:</li\s*>|(?=<
 _LIST_START = re.compile(r"\bstart\s*=\s*[\"']?(\d{1,6})")
 MAX_CONTAINERS = 64
 _BLOCK_PLACEHOLDER = re.compile("\ue013(\\d+)\ue014")
+_ITEM_QUOTE = re.compile("\ue015(\\d+)\ue016[ \t]*$")
 _DISPLAY_MATH = re.compile(":+\ue010(\\d+)\ue011")
 _AFTER_CONTAINER = re.compile("\ue014\n[ \t]++")
 _LONE_TAG = re.compile(r"</?(?:div|center)(?:\s[^<>]*)?>[ \t]*", re.I)
@@ -62,9 +63,12 @@ def _cut_containers(text: str, containers: list) -> str:
 
     def cut(match: re.Match) -> str:
         line_start = text.rfind("\n", 0, match.start()) + 1
-        if text[line_start:match.start()].strip() and text[line_start] in "*#:;":
-            raise Unsupported(f"a <{match.group(1)}> inside a list item")  # pandoc's reading varies
         containers.append((match.group(1).lower(), match.group(3), match.group(2) or ""))
+        if text[line_start:match.start()].strip() and text[line_start] in "*#:;":
+            line_end = text.find("\n", match.end())
+            if match.group(1).lower() != "blockquote" or text[match.end():None if line_end < 0 else line_end].strip():
+                raise Unsupported(f"a <{match.group(1)}> inside a list item")
+            return f"\ue015{len(containers) - 1}\ue016"  # `* item<blockquote>q</blockquote>`: in the item
         return f"\n\ue013{len(containers) - 1}\ue014\n"
 
     for _ in range(count):
@@ -95,7 +99,7 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
                 verbatim.append({"t": "Math", "c": [{"t": "DisplayMath"}, tex]})
                 paragraph.append(f"\ue010{len(verbatim) - 1}\ue011" + line[math.end():])
                 continue
-            _list_line(blocks, line, verbatim)
+            _list_line(blocks, line, verbatim, containers)
             continue
         if first == "\ue013":
             placeholder = _BLOCK_PLACEHOLDER.fullmatch(line)
@@ -195,7 +199,7 @@ def _add_paragraph(blocks: list, lines: list[str], verbatim: list) -> None:
         blocks.append({"t": "Para", "c": inlines})
 
 
-def _list_line(blocks: list, line: str, verbatim: list) -> None:
+def _list_line(blocks: list, line: str, verbatim: list, containers: list) -> None:
     """A list line (`*`, `#`, `:`, `;` markers) added to the list blocks at the end of `blocks`."""
     markers = line[:len(line) - len(line.lstrip("*#:;"))]
     content = line[len(markers):]
@@ -207,6 +211,8 @@ def _list_line(blocks: list, line: str, verbatim: list) -> None:
     else:
         term = False
     if markers == ";":
+        if "\ue015" in content:
+            raise Unsupported("a blockquote inside a definition list")
         term, colon, definition = content.partition(":")
         if colon and ("[[" in term or "//" in term or "\ue010" in term):
             raise Unsupported("a definition list term with a colon")
@@ -215,6 +221,12 @@ def _list_line(blocks: list, line: str, verbatim: list) -> None:
             if has_text(inlines):
                 blocks.append({"t": "Para", "c": inlines})
         return
+    quote = _ITEM_QUOTE.search(content) if "\ue015" in content else None
+    if quote:
+        content = content[:quote.start()]
+        quote = _blocks(containers[int(quote.group(1))][1].strip(), verbatim, containers)
+    if "\ue015" in content or (quote is not None and (markers[0] in ":;" or term)):
+        raise Unsupported("a blockquote inside an indented line")
     inlines = read_inlines(content.strip(), verbatim)
     if markers[0] == ":":
         if set(markers) != {":"}:
@@ -241,6 +253,8 @@ def _list_line(blocks: list, line: str, verbatim: list) -> None:
         container = items[-1]
     if has_text(inlines):
         container.append({"t": "Para" if term else "Plain", "c": inlines})
+    if quote:
+        container.append({"t": "BlockQuote", "c": quote})
 
 
 def _join_lists(blocks: list) -> list:
