@@ -200,6 +200,7 @@ def _tidy(raw: list, top: bool = True) -> list:
     No space at either end; at the top level (`top`) also no space (but a line end) before closing
     punctuation, as filters._tidy_inlines does (inside formatting pandoc keeps those)."""
     out: list = []
+    text: list[str] = []  # text not yet added: joined once, so that a thousand pieces cost one copy
     joinable = None  # the formatting node just added, which an identical one right after joins
     for piece in raw:
         previous, joinable = joinable, None
@@ -212,27 +213,35 @@ def _tidy(raw: list, top: bool = True) -> list:
                     piece = html.unescape(piece)
             if "{{" in piece or "}}" in piece:
                 piece = piece.replace("{{", "").replace("}}", "")
-            _add_text(out, piece, top)
+            text.append(piece)
             continue
         kind = piece["t"]
+        if kind == "Str":  # nowiki text
+            text.append(piece["c"])
+            continue
         if kind in ("Emph", "Strong", "Strikeout", "Superscript", "Subscript"):
             content = _tidy(piece["c"], False)
             if not has_text(content):
                 continue
+            if text:
+                _add_text(out, "".join(text), top)
+                text = []
             if previous is not None and previous is out[-1] and previous["t"] == kind:
                 # pandoc's builder joins them: x<sub>a</sub><sub>b</sub>
                 out[-1] = joinable = {"t": kind, "c": out[-1]["c"] + content}
                 continue
             piece = joinable = {"t": kind, "c": content}
-        elif kind == "Str":  # nowiki text
-            _add_text(out, piece["c"], top)
-            continue
-        elif kind == "LineBreak":
+        elif text:
+            _add_text(out, "".join(text), top)
+            text = []
+        if kind == "LineBreak":
             while out and out[-1]["t"] in ("Space", "SoftBreak"):
                 out.pop()
             if not out or out[-1]["t"] == "LineBreak":
                 continue
         out.append(piece)
+    if text:
+        _add_text(out, "".join(text), top)
     while out and out[-1]["t"] in ("Space", "SoftBreak", "LineBreak"):
         out.pop()
     return out
