@@ -124,6 +124,43 @@ def read_inlines(text: str, verbatim: list) -> list:
     return _tidy(root)
 
 
+def read_code_line(line: str, verbatim: list) -> list:
+    """A preformatted line (less its first blank) holding markup, as pandoc reads it: each run of text
+    (a link's text a run of its own) inline code with its blanks kept, inside the formatting around it;
+    runs of only blanks dropped (as the filters drop empty code)."""
+    if "[" in line:
+        line = _LINK.sub(lambda m: _edged(_link(m)), line)
+        if "[[" in line and "]]" in line:
+            raise Unsupported("a link left inside a link")
+        if "//" in line:
+            line = _EXTERNAL.sub(lambda m: _edged(m.group(1) or ""), line)
+    root: list = []
+    _line_inlines(line, verbatim, root)
+    return _code_runs(root)
+
+
+def _edged(text: str) -> str:
+    return text if text.startswith(LINK_EDGE) else LINK_EDGE + text + LINK_EDGE
+
+
+def _code_runs(raw: list) -> list:
+    out: list = []
+    for piece in raw:
+        if isinstance(piece, str) or piece["t"] == "Str":
+            for part in (piece if isinstance(piece, str) else piece["c"]).split(LINK_EDGE):
+                code = html.unescape(part) if "&" in part else part
+                if code.strip():
+                    out.append({"t": "Code", "c": [["", [], []], code.replace("\xa0", " ")]})
+            continue
+        if piece["t"] in ("Emph", "Strong", "Strikeout", "Superscript", "Subscript"):
+            content = _code_runs(piece["c"])
+            if not has_text(content):
+                continue
+            piece = {"t": piece["t"], "c": content}
+        out.append(piece)
+    return out
+
+
 def _line_inlines(line: str, verbatim: list, root: list) -> None:
     """One line's inlines appended to `root`: raw text as strings, nodes as dicts; quotes and tags
     left open at the end of the line are closed there (as MediaWiki and pandoc do)."""

@@ -14,7 +14,7 @@ import html
 import re
 
 from wikiluigi.convert.filters import drop_empty_sections, drop_sections, title_header
-from wikiluigi.convert.inline import Unsupported, cut_verbatims, has_text, read_inlines
+from wikiluigi.convert.inline import Unsupported, cut_verbatims, has_text, read_code_line, read_inlines
 
 __all__ = ["Unsupported", "read"]
 
@@ -32,7 +32,8 @@ _ITEM_QUOTE = re.compile("\ue015(\\d+)\ue016[ \t]*$")
 _DISPLAY_MATH = re.compile(":+\ue010(\\d+)\ue011")
 _AFTER_CONTAINER = re.compile("\ue014\n[ \t]++")
 _LONE_TAG = re.compile(r"</?(?:div|center)(?:\s[^<>]*)?>[ \t]*", re.I)
-_PREFORMATTED_MARKUP = re.compile("''|\\[|<|\\{\\{|\ue010|\ue013|&#|~~~")
+_PREFORMATTED_MARKUP = re.compile("''|\\[|<|\ue010")
+_PREFORMATTED_UNSUPPORTED = re.compile("\\{\\{|\ue013|&#|~~~")
 
 
 def read(title: str, text: str, options) -> list | None:
@@ -85,8 +86,11 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
     preformatted: list[str] = []  # lines that start with a blank
     for line in text.split("\n"):
         first = line[:1]
-        if preformatted and (first not in (" ", "\t") or not line.strip()):
-            _add_preformatted(blocks, preformatted)
+        if preformatted:
+            if first in (" ", "\t"):  # (a line of blanks too: pandoc goes on with the block)
+                preformatted.append(line)
+                continue
+            _add_preformatted(blocks, preformatted, verbatim)
             preformatted = []
         if first in ("*", "#", ":", ";"):
             if paragraph:
@@ -155,7 +159,7 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
     if paragraph:
         _add_paragraph(blocks, paragraph, verbatim)
     if preformatted:
-        _add_preformatted(blocks, preformatted)
+        _add_preformatted(blocks, preformatted, verbatim)
     return _join_lists(blocks)
 
 
@@ -176,19 +180,24 @@ def _html_list(kind: str, content: str, attributes: str, verbatim: list) -> dict
                                        {"t": "DefaultDelim"}], items]}
 
 
-def _add_preformatted(blocks: list, lines: list[str]) -> None:
+def _add_preformatted(blocks: list, lines: list[str], verbatim: list) -> None:
     """Lines that start with a blank: pandoc reads each as inline code (less its first blank), one
-    line break apart, when they hold no markup."""
+    line break apart; markup in them (quotes, links, tags) stays around the code."""
     inlines: list = []
     for line in lines:
+        if _PREFORMATTED_UNSUPPORTED.search(line):
+            raise Unsupported("templates, signatures or block elements in preformatted lines")
+        line = line.expandtabs(4)[1:]
         if _PREFORMATTED_MARKUP.search(line):
-            raise Unsupported("markup in preformatted lines")
-        code = html.unescape(line.expandtabs(4)[1:]) if "&" in line else line.expandtabs(4)[1:]
-        if not code.strip():
+            nodes = read_code_line(line, verbatim)
+        else:
+            code = html.unescape(line) if "&" in line else line
+            nodes = [{"t": "Code", "c": [["", [], []], code.replace("\xa0", " ")]}] if code.strip() else []
+        if not nodes:
             continue
         if inlines:
             inlines.append({"t": "LineBreak"})
-        inlines.append({"t": "Code", "c": [["", [], []], code.replace("\xa0", " ")]})
+        inlines.extend(nodes)
     if inlines:
         blocks.append({"t": "Para", "c": inlines})
 
