@@ -35,6 +35,8 @@ _TOKEN = re.compile(r"<(/?+)([A-Za-z][A-Za-z0-9]*+)(?=[\s/>])[^<>]*+>"  # a tag 
                     r"|\ue000(\d++)\ue001")                           # a protected element (3: its number)
 _CELL_TOKEN = re.compile(_TOKEN.pattern + r"|\|\||!!")
 _WANTED = re.compile(r"[<\[\]\ue000]")
+# Links that hold no bracket, tag or quote mark: a line with nothing else opens and closes them alone.
+_PLAIN_LINKS = re.compile(r"\[\[[^\[\]'<]*+\]\]|\[[A-Za-z][A-Za-z0-9+.\-]*+:[^\[\]'<]*+\]")
 # A line that pandoc's reader reads as its own block (list item, heading, table line, preformatted text,
 # a rule), or a blank one: a paragraph ends before and after it.
 _PLAIN_START = re.compile(r"[^\s*#:;=|!{]")
@@ -162,9 +164,14 @@ def pair_spans(text: str, protected: list[str]) -> str:
         block_before = not plain
         if _WANTED.search(line) is None:
             continue
+        cells = _TABLE_LINE.match(line) is not None
+        if not spans.stack and not cells and "<" not in line and "\ue000" not in line:  # (most lines: nothing
+            rest = _PLAIN_LINKS.sub("", line)                                             # to pair)
+            if "[" not in rest and "]" not in rest:
+                continue
         skip_to = -1
         line_quotes: list[tuple[int, int]] = []
-        for match in (_CELL_TOKEN if _TABLE_LINE.match(line) else _TOKEN).finditer(line):
+        for match in (_CELL_TOKEN if cells else _TOKEN).finditer(line):
             at, end = match.start(), match.end()
             if at < skip_to:
                 continue

@@ -45,17 +45,20 @@ _FILE_LINK = re.compile(r"\[\[\s*(?:file|image)\s*:", re.I)
 _LINK_BRACKETS = re.compile(r"\[\[|\]\]")
 # Attributes of table and row lines: never needed in Markdown, and a malformed one ({| class="a" b;")
 # makes pandoc reject the whole page.
-_TABLE_START = re.compile(r"^([ \t]*)\{\|.*$", re.M)
-_TABLE_ROW = re.compile(r"^([ \t]*)\|-+.*$", re.M)
+# (The line patterns start with "\n", not `^` in MULTILINE mode: a literal first is found by a fast
+# search, `^` is tried at every character; prepare's text starts with a "\n" it strips at the end.)
+_TABLE_START = re.compile(r"\n([ \t]*)\{\|.*")
+_TABLE_ROW = re.compile(r"\n([ \t]*)\|-+.*")
 # A cell line that starts with the separator (`!! b` on a line of its own): MediaWiki reads a cell.
-_CELL_LINE = re.compile(r"^([ \t]*)(?:!!|\|\|)(?=[^}])", re.M)
+_CELL_LINE = re.compile(r"\n([ \t]*)(?:!!|\|\|)(?=[^}])")
 # `:*` (an indented list item): pandoc keeps it as text; a plain list item is what it means.
-_INDENTED_LIST = re.compile(r"^:+(?=[*#])", re.M)
+_INDENTED_LIST = re.compile(r"\n:+(?=[*#])")
 _HEADING = re.compile(r"^=[^\n]*+", re.M)
+_HEADING_LINE = re.compile(r"\n(=[^\n]*+)")
 # Lists and indentation deeper than this are read at this depth: pandoc's reader takes minutes on a
 # list 700 levels deep, and its JSON for a few hundred levels is too deep to load.
 MAX_LIST_DEPTH = 16
-_DEEP_LIST = re.compile(r"^([*#:;]{%d})[*#:;]++" % MAX_LIST_DEPTH, re.M)
+_DEEP_LIST = re.compile(r"\n([*#:;]{%d})[*#:;]++" % MAX_LIST_DEPTH)
 # Tables in tables deeper than this are cut out (with keep_tables; without, every table goes).
 MAX_TABLE_DEPTH = 4
 # HTML tags that pandoc reads as nested blocks or inlines: those deeper than this are taken out.
@@ -78,7 +81,7 @@ RULE_OUTPUT_FACTOR = 4
 # A run this long without a blank is no prose, and pandoc's reader is superlinear in one that holds
 # `|` (400 KB: 9 s, four times 100 KB's): cut out.
 MAX_WORD_CHARS = 5000
-_LONG_WORD = re.compile(r"\S{%d,}+" % MAX_WORD_CHARS)
+_LONG_WORD = re.compile(r"(?<!\S)\S{%d,}+" % MAX_WORD_CHARS)  # (tried where a run starts, not in it)
 # A paragraph longer than this is split at its next line break: pandoc's reader is superlinear in a
 # paragraph full of bold and italics (a 1 MB one took minutes); real paragraphs are a few KB.
 MAX_PARAGRAPH_CHARS = 20_000
@@ -87,9 +90,12 @@ _MASK = re.compile("\ue000(\\d+)\ue001")
 # goes altogether, a line that started with one loses the blanks after it (else it would become
 # preformatted text), and two quote marks around a cut-out template do not merge into four.
 _GONE = "\ue002"
-_GONE_LINE = re.compile("^[ \t]*+\ue002[\ue002 \t]*+(?:\n|\\Z)", re.M)
-_GONE_LINE_START = re.compile("^\ue002[\ue002 \t]*+", re.M)
-_GONE_BETWEEN_QUOTES = re.compile("(?<=')\ue002++(?=')")
+# (Each starts with a literal, which the regex engine finds by a fast search: "\n" before a line, as
+# prepare's text starts with one, and "'" before the quote marks.)
+_GONE_LINE = re.compile("\n[ \t]*+\ue002[\ue002 \t]*+(?=\n|\\Z)")
+_GONE_LINE_START = re.compile("\n\ue002[\ue002 \t]*+")
+_GONE_BETWEEN_QUOTES = re.compile("'\ue002++(?=')")
+_PRIVATE_USE = re.compile("[\ue000-\ue002]")
 # Brackets that held only cut-out templates, or lost their first items: "Algeria ({{IPA}}; {{lang}} x)"
 # reads "Algeria (x)", not "Algeria (; x)".
 # Cut-out things joined by "and", "or" or a comma before the end of a clause go with their joiners:
@@ -107,6 +113,14 @@ _GONE_RUN = re.compile(f"(?<=[^ \t;,\ue002\n])(?:{_GONE_JOINER}{_GONE_ITEM})++[ 
 _CLAUSE_END = frozenset(").;:,!?\n")
 
 
+def _drop_gone_joiners(line: str) -> str:
+    """One line's brackets that held only cut-out things, and cut-out things with their joiners before the
+    end of a clause, taken out (line by line: both patterns are tried at every character, and most
+    lines hold nothing cut out)."""
+    line = _GONE_IN_BRACKETS.sub(lambda m: "" if m.group(1) else "(", line)
+    return _GONE_RUN.sub(_gone_before_close, line)
+
+
 def _gone_before_close(match: re.Match) -> str:
     """A run of cut-out things and their joiners: gone when a clause ends after it, else kept."""
     end = match.end()
@@ -118,8 +132,9 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
             drop: frozenset[str] = frozenset()) -> str:
     """The wikitext of one page with what pandoc cannot use taken out (see wikiluigi.convert.pandoc's docstring).
     `drop`: casefolded headings of sections to leave out."""
-    text = wikitext.replace("\r\n", "\n").replace("\r", "\n")
-    text = re.sub("[\ue000-\ue002]", "", text)
+    text = "\n" + (wikitext.replace("\r\n", "\n").replace("\r", "\n") if "\r" in wikitext else wikitext)
+    if "\ue000" in text or "\ue001" in text or _GONE in text:
+        text = _PRIVATE_USE.sub("", text)
     text = _COMMENT.sub(_GONE, text)
     masked: list[str] = []
     text = _cut_elements(text, masked)
@@ -137,24 +152,27 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
         for _ in range(MAX_LINK_DEPTH):  # innermost first: an outer link may grow long by it
             text = _INNERMOST_LINK.sub(lambda m: m.group(1).partition("|")[2] or m.group(1), text)
     text = _drop_tables(text, keep_tables)
-    text = _TABLE_START.sub(r"\1{|", text)
-    text = _TABLE_ROW.sub(r"\1|-", text)
-    text = _CELL_LINE.sub(lambda m: m.group(0)[:-1], text)
-    text = _INDENTED_LIST.sub("", text)
-    text = _DEEP_LIST.sub(r"\1", text)
-    text = _HEADING.sub(_heading, text)
-    text = _LONG_WORD.sub(_GONE, text) if len(text) >= MAX_WORD_CHARS else text
+    if "{|" in text:
+        text = _TABLE_START.sub(r"\n\1{|", text)
+    if "|-" in text:
+        text = _TABLE_ROW.sub(r"\n\1|-", text)
+    if "!!" in text or "||" in text:
+        text = _CELL_LINE.sub(lambda m: m.group(0)[:-1], text)
+    text = _INDENTED_LIST.sub("\n", text)
+    text = _DEEP_LIST.sub(r"\n\1", text)
+    text = _HEADING_LINE.sub(_heading, text)
+    if len(text) >= MAX_WORD_CHARS and max(map(len, text.split()), default=0) >= MAX_WORD_CHARS:
+        text = _LONG_WORD.sub(_GONE, text)
     if drop:
         text = _drop_sections_early(text, drop)
     if _GONE in text:
-        text = _GONE_IN_BRACKETS.sub(lambda m: "" if m.group(1) else "(", text)
-        text = _GONE_RUN.sub(_gone_before_close, text)
+        text = "\n".join(_drop_gone_joiners(line) if _GONE in line else line for line in text.split("\n"))
     if "''" in text:
         text = "\n".join(balance_quotes(line) if "''" in line else line for line in text.split("\n"))
     if _GONE in text:
-        text = _GONE_LINE.sub("", text)
-        text = _GONE_LINE_START.sub("", text)
-        text = _GONE_BETWEEN_QUOTES.sub(QUOTE_SEPARATOR, text)
+        text = _GONE_LINE.sub(lambda m: "\n" if m.end() == len(m.string) else "", text)  # (the last line's
+        text = _GONE_LINE_START.sub("\n", text)                                          # "\n" stays)
+        text = _GONE_BETWEEN_QUOTES.sub("'" + QUOTE_SEPARATOR, text)
         text = text.replace(_GONE, "")
     if len(text) > MAX_PARAGRAPH_CHARS:
         text = _split_long_paragraphs(text)
@@ -205,14 +223,14 @@ def _heading(match: re.Match) -> str:
     that starts with `=` but is no heading (`== a`, `=`) is text in MediaWiki: its first `=` is written
     &#61;, for pandoc's reader tries it as a heading up to every later line that starts with `=`
     (800 lines of `== a`: 10 s, four times 400's)."""
-    line = match.group(0)
+    line = match.group(1)
     parts = _heading_parts(line)
     if parts is None and _GONE in line:  # a heading, then a comment or a template cut out
         parts = _heading_parts(line.rstrip(_GONE + " \t"))
     if parts is None:
-        return "&#61;" + line[1:]
+        return "\n&#61;" + line[1:]
     level, inner = parts
-    return "=" * level + inner.replace("=", "&#61;") + "=" * level
+    return "\n" + "=" * level + inner.replace("=", "&#61;") + "=" * level
 
 
 def _drop_sections_early(text: str, drop: frozenset[str]) -> str:
