@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import re
 from contextlib import contextmanager
 import secrets
@@ -61,6 +62,7 @@ WIKITEXT_FORMAT = "mediawiki-auto_identifiers"
 # A larger allocation area than GHC's default 4 MB: fewer garbage collections while reading big batches.
 PANDOC_RTS = ("+RTS", "-A64m", "-RTS")
 
+log = logging.getLogger(__name__)
 EMPTY = "empty after filtering"
 ENGINES = ("auto", "pandoc")
 
@@ -205,6 +207,9 @@ def convert_pages(pages: Mapping[str, str], options: ConvertOptions | None = Non
                     continue
                 fallback[title] = "no text left on the fast path"  # pandoc has the last word on emptiness
         texts[title] = text
+    if fallback:
+        log.info("convert: %d of %d pages by the fast path, %d sent to pandoc (%s)", len(fast), len(pages),
+                 len(fallback), "; ".join(f"{title}: {why}" for title, why in list(fallback.items())[:5]))
 
     documents: dict[str, list] = {}
     api_version = None
