@@ -124,7 +124,7 @@ def heading_storm(size: int) -> str:
 def unclosed_headings(size: int) -> str:
     """Lines that start with `=` but close no heading (`== a`, `=`): text in MediaWiki; pandoc's reader
     tried each as a heading up to every later one (800 lines: 10 s, four times 400's)."""
-    return "Intro.\n" + _lines(lambda i: f"== a {i}\n=\n=== b {i} ==", size)
+    return "Intro.\n" + _lines(lambda i: "=" if i % 3 == 2 else f"== a {i}", size) + "\n=== b ==\nEnd."
 
 
 def redirect_spaces(size: int) -> str:
@@ -232,7 +232,7 @@ KEPT: dict[str, tuple[str, ...]] = {
     "unclosed comments": ("Text",),
     "unclosed tables": ("Text",),
     "quote storm": ("***court of appeal*** text *a **b",),
-    "unclosed headings": ("Intro. == a 0 =\n\n## = b 0\n\n== a 1 =\n\n## = b 1",),
+    "unclosed headings": ("Intro. == a 0 == a 1 = == a 3 == a 4 =", "## = b\n\nEnd."),
     "redirect spaces": ("REDIRECT x",),
     "magic words": ("text",),
     "brackets storm": ("((((((((((((((((((((", ", text ((((("),
