@@ -111,7 +111,7 @@ def remove_stale_temporaries(folder: Path) -> int:
             if machine and machine != paths.machine_name():
                 if time.time() - path.stat().st_mtime < FOREIGN_TEMPORARY_SECONDS:
                     continue
-            elif _process_alive(int(ids.split("-")[0])):
+            elif process_alive(int(ids.split("-")[0])):
                 continue
             path.unlink()
             removed += 1
@@ -125,7 +125,8 @@ def _temporaries(names: frozenset[str]) -> tuple[str, ...]:
     return tuple(n for n in names if n.startswith(TEMPORARY_PREFIX) and n.endswith(TEMPORARY_SUFFIX))
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with that pid is running (a temporary file's writer)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -382,18 +382,8 @@ def remove_dead_temporaries(folder: Path) -> None:
     those of a live one, on this machine, stay."""
     for stale in folder.glob(".*.part"):
         pid = stale.name[:-len(".part")].rpartition(".")[2]
-        if not pid.isdigit() or not _alive(int(pid)):
+        if not pid.isdigit() or not pagefiles.process_alive(int(pid)):
             stale.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _atomic:
