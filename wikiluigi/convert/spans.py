@@ -207,7 +207,8 @@ def pair_spans(text: str, protected: list[str]) -> str:
                 if len(token) in (2, 3):
                     spans.quote(token, start + at, start + end)
             elif first == "\ue000":
-                if _PROTECTED_BLOCK.match(protected[int(match.group(3))]):
+                number = int(match.group(3))
+                if number < len(protected) and _PROTECTED_BLOCK.match(protected[number]):
                     spans.end_paragraph()
             else:  # a cell separator
                 spans.end_paragraph()
