@@ -220,3 +220,29 @@ def test_two_manifests_with_other_options_on_one_wiki_keep_their_pages(tmp_path)
     assert sorted(texts) == [f"{name} {i}" for name in ("Boat", "Oar") for i in range(3)]
     assert "Old 1." in texts["Boat 1"] and "Fact 1." not in texts["Boat 1"]
     assert "Fact 2." in texts["Oar 2"] and "Old 2." not in texts["Oar 2"]
+
+
+def test_the_summary_counts_the_pages_each_engine_wrote_and_why_pandoc_got_them(tmp_path):
+    """A kept table is pandoc's (the fast path leaves it): the summary says how many pages each engine
+    wrote, why pandoc got its pages, with examples; a page converted again is counted once."""
+    table = "A {title}.\n\n{{|\n| Length || 9 m\n|}}\n[[Category:Tiny]]"
+    dump = write_dump(tmp_path / "tiny.xml", {
+        "Oar": "An oar.\n\n== Use ==\nIt rows.\n[[Category:Tiny]]",
+        "Boat": table.format(title="boat"),
+        "Raft": table.format(title="raft"),
+    })
+    data_dir = make_data_dir(tmp_path / "data", {"tiny": {"dump": str(dump), "include_categories": ["Tiny"],
+                                                          "keep_tables": True}})
+    result = run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler", check_returncode=0)
+    expected = ["  engines         converted 3 pages: 1 by the fast path, 2 by pandoc (2 a table)",
+                "    by pandoc, a table: 2 (e.g. 'Boat', 'Raft')"]
+    report = (data_dir / "out" / "reports" / "tiny.txt").read_text().splitlines()
+    for line in expected:
+        assert line in result.stdout.splitlines() and line in report, (line, report)
+    [folder] = (data_dir / "processed" / "mediawiki").glob("tiny.example.invalid~*")
+    assert "| Length | 9 m |" in (folder / "Raft.md").read_text()
+
+    (folder / "Raft.md").unlink()  # converted again by the next run: still one page, by pandoc
+    result = run_luigi(data_dir, "Wikipedia", "--manifest", "tiny", "--local-scheduler", check_returncode=0)
+    assert expected[0] in result.stdout.splitlines() and expected[1] in result.stdout.splitlines()
+    assert (folder / "Raft.md").is_file()

@@ -1,4 +1,5 @@
 """The convert stage: a chunk's raw pages through pandoc and the filters into processed/, one file each."""
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -7,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
+from typing import Callable, Collection
 
 from wikiluigi import pagefiles, paths
 
@@ -21,6 +22,74 @@ class ProcessReport:
     converted: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     folder: Path | None = None  # the processed folder the pages went to
+    fast: int = 0  # of `converted`, the pages the fast path wrote
+    pandoc: dict[str, str] = field(default_factory=dict)  # the others: title -> why pandoc wrote it
+
+
+# Which engine wrote each page: one JSON line per batch, {"fast": [titles], "pandoc": {title: why}},
+# appended (pagefiles.LineLog, synced before the batch's pages are renamed into place) to
+# <processed folder>/.engines/<machine>.jsonl. The summary counts the manifest's converted pages by it.
+ENGINES_FOLDER = ".engines"
+ENGINE_PANDOC = "engine = pandoc"  # the reason recorded when luigi.cfg sent every page to pandoc
+
+
+def engines_log(folder: Path) -> Path:
+    """This machine's log of which engine wrote each page of a processed folder."""
+    return folder / ENGINES_FOLDER / f"{paths.machine_name()}.jsonl"
+
+
+def reason_group(reason: str) -> str:
+    """The group a fallback reason is counted in: the reason, less an exception's message."""
+    head, _, rest = reason.partition(": ")
+    if rest and head == "the fast path failed":
+        return f"{head}: {rest.partition(':')[0]}"
+    return reason
+
+
+@dataclass
+class EngineCounts:
+    """The converted pages of a manifest by the engine that wrote them (read from the engines logs)."""
+    fast: int = 0
+    pandoc: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # grouped reason -> pages, most first
+    examples: dict[str, list[str]] = field(default_factory=dict)  # grouped reason -> a few titles
+    unrecorded: int = 0  # converted before engines were recorded (or by another tool)
+
+
+def engine_counts(folder: Path, converted: Collection[str], examples: int = 3) -> EngineCounts:
+    """How the `converted` titles of a processed folder were written: the last entry of each title in
+    the folder's engines logs (every machine's), in one pass over them; one listing of .engines/ only."""
+    wanted = set(converted)
+    written: dict[str, str | None] = {}  # title -> None (fast) or its grouped reason
+    log_folder = folder / ENGINES_FOLDER
+    try:
+        names = sorted(os.listdir(log_folder))
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        if not name.endswith(".jsonl"):
+            continue
+        for entry in pagefiles.read_json_lines(log_folder / name):
+            fast, slow = entry.get("fast"), entry.get("pandoc")
+            for title in fast if isinstance(fast, list) else ():
+                if title in wanted:
+                    written[title] = None
+            for title, why in (slow.items() if isinstance(slow, dict) else ()):
+                if title in wanted:
+                    written[title] = reason_group(str(why))
+    counts = EngineCounts(unrecorded=len(wanted) - len(written))
+    groups: dict[str, int] = {}
+    for title, group in written.items():
+        if group is None:
+            counts.fast += 1
+            continue
+        counts.pandoc += 1
+        groups[group] = groups.get(group, 0) + 1
+        titles = counts.examples.setdefault(group, [])
+        if len(titles) < examples:
+            titles.append(title)
+    counts.reasons = dict(sorted(groups.items(), key=lambda item: (-item[1], item[0])))
+    return counts
 
 
 def pages_to_process(folder: Path, titles: list[str]) -> list[str]:
@@ -166,17 +235,27 @@ def process_pages(host: str, titles: list[str], options, budget=None,
             report.failed[title] = (f"the raw page is not valid UTF-8 (byte {error.start}): "
                                     "delete it to fetch it again")
     batch_titles = list(pages)
-    for start in range(0, len(batch_titles), PANDOC_BATCH):
-        batch = {t: pages[t] for t in batch_titles[start:start + PANDOC_BATCH]}
-        for title, result in convert_within_budget(batch, options, budget or Budget()).items():
-            if result.error is not None:
-                report.failed[title] = result.error
-                continue
-            pagefiles.write_atomic(paths.processed_file(stage_dir, title), result.markdown)
-            pagefiles.clear_failure(stage_dir, title)
-            report.converted += 1
-        if progress:
-            progress(min(start + PANDOC_BATCH, len(batch_titles)), len(batch_titles))
+    with contextlib.ExitStack() as stack:
+        engines = stack.enter_context(pagefiles.LineLog(engines_log(stage_dir))) if batch_titles else None
+        for start in range(0, len(batch_titles), PANDOC_BATCH):
+            batch = {t: pages[t] for t in batch_titles[start:start + PANDOC_BATCH]}
+            results = convert_within_budget(batch, options, budget or Budget())
+            fast = [title for title, result in results.items() if result.ok and result.engine == "fast"]
+            slow = {title: result.fallback or ENGINE_PANDOC for title, result in results.items()
+                    if result.ok and result.engine != "fast"}
+            if fast or slow:  # recorded before the pages are published: a kill never leaves one unrecorded
+                engines.write(json.dumps({"fast": fast, "pandoc": slow}, ensure_ascii=False))
+            for title, result in results.items():
+                if result.error is not None:
+                    report.failed[title] = result.error
+                    continue
+                pagefiles.write_atomic(paths.processed_file(stage_dir, title), result.markdown)
+                pagefiles.clear_failure(stage_dir, title)
+                report.converted += 1
+            report.fast += len(fast)
+            report.pandoc.update(slow)
+            if progress:
+                progress(min(start + PANDOC_BATCH, len(batch_titles)), len(batch_titles))
     for title, reason in report.failed.items():
         pagefiles.record_failure(stage_dir, title, "convert", reason)
     return report

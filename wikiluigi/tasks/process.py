@@ -52,7 +52,8 @@ class ProcessPages(ChunkTask):
             result = process_pages(host, self.titles(), convert_options(self.load_manifest()), convert_budget(),
                                    progress=lambda done, total: self.report(
                                        done, total, f"converted {done} of {total} pages of chunk {self.chunk}"))
-        self.report(1, 1, f"chunk {self.chunk}: {result.converted} converted, {len(result.failed)} failed")
+        self.report(1, 1, f"chunk {self.chunk}: {result.converted} converted ({result.fast} by the fast path, "
+                          f"{len(result.pandoc)} by pandoc), {len(result.failed)} failed")
         self.check_done()
 
 
