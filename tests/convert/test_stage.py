@@ -1,6 +1,7 @@
 """wikiluigi.convert.stage: one processed folder per set of conversion options, none ever deleted for them."""
 import json
 
+import luigi
 import pytest
 
 from tests.tasks.test_process import write_dump
@@ -100,3 +101,36 @@ def test_a_page_fetched_anew_clears_its_convert_failure_in_every_processed_folde
 def test_a_host_with_a_tilde_is_refused_in_processed(data_dir):
     with pytest.raises(paths.PathError, match="'~'.*'host' key"):
         paths.processed_dir("h~0123456789ab")
+
+
+def test_the_report_and_the_engines_log_say_which_engine_wrote_each_page(data_dir):
+    """The fast path writes a plain page, pandoc a kept table; engine = pandoc sends it all to pandoc.
+    The log keeps the last entry of a page, skips a line torn by a kill, groups exceptions by type."""
+    pagefiles.write_atomic(paths.raw_page("h", "Boat"), BOAT)
+    pagefiles.write_atomic(paths.raw_page("h", "Oar"), "An oar.\n\n== Use ==\nIt rows.\n")
+    report = stage.process_pages("h", ["Boat", "Oar"], TABLES)
+    assert (report.converted, report.fast, report.pandoc) == (2, 1, {"Boat": "a table"})
+    counts = stage.engine_counts(report.folder, ["Boat", "Oar"])
+    assert (counts.fast, counts.pandoc, counts.reasons, counts.examples, counts.unrecorded) == \
+        (1, 1, {"a table": 1}, {"a table": ["Boat"]}, 0)
+
+    log = stage.engines_log(report.folder)
+    with open(log, "a", encoding="utf-8") as handle:  # a later run's entry for Oar, then a torn line
+        handle.write(json.dumps({"fast": [], "pandoc": {"Oar": "the fast path failed: KeyError: 'x'"}}) + "\n")
+        handle.write('{"fast": ["Bo')
+    counts = stage.engine_counts(report.folder, ["Boat", "Oar", "Never logged"])
+    assert (counts.fast, counts.pandoc, counts.unrecorded) == (0, 2, 1)
+    assert counts.reasons == {"a table": 1, "the fast path failed: KeyError": 1}
+
+    config = luigi.configuration.get_config()
+    before = config.get("convert", "engine", None)
+    config.set("convert", "engine", "pandoc")
+    try:
+        everything = stage.process_pages("h", ["Oar"], DEFAULTS)
+    finally:
+        if before is None:
+            config.remove_option("convert", "engine")
+        else:
+            config.set("convert", "engine", before)
+    assert (everything.fast, everything.pandoc) == (0, {"Oar": stage.ENGINE_PANDOC})
+    assert stage.engine_counts(everything.folder, ["Oar"]).reasons == {stage.ENGINE_PANDOC: 1}
