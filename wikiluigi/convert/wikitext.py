@@ -43,6 +43,9 @@ _INTERLANGUAGE_LINK = re.compile(r"\[\[\s*(?:[a-z]{2,3}(?:-[a-z0-9]+)*|simple)\s
 _NUMBERED_LINK = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher):)?//[^\s\[\]<>\"]*\]")
 _FILE_LINK = re.compile(r"\[\[\s*(?:file|image)\s*:", re.I)
 _LINK_BRACKETS = re.compile(r"\[\[|\]\]")
+# A `[[` whose next bracket token is another `[[`: without one, no link holds a link (the depth pass
+# would write a copy). Linear: the run after a `[[` stops at the first `[[` or `]]`.
+_NESTED_LINK = re.compile(r"\[\[[^\[\]]*+(?:\[(?!\[)[^\[\]]*+|\](?!\])[^\[\]]*+)*+\[\[")
 # Attributes of table and row lines: never needed in Markdown, and a malformed one ({| class="a" b;")
 # makes pandoc reject the whole page.
 # (The line patterns start with "\n", not `^` in MULTILINE mode: a literal first is found by a fast
@@ -85,6 +88,20 @@ _LONG_WORD = re.compile(r"(?<!\S)\S{%d,}+" % MAX_WORD_CHARS)  # (tried where a r
 # A paragraph longer than this is split at its next line break: pandoc's reader is superlinear in a
 # paragraph full of bold and italics (a 1 MB one took minutes); real paragraphs are a few KB.
 MAX_PARAGRAPH_CHARS = 20_000
+
+
+def _may_hold_long_word(text: str) -> bool:
+    """False when `text` surely holds no run of MAX_WORD_CHARS non-blanks: such a run covers a whole window
+    [k * half, (k + 1) * half] of the text, and every window holds a space or a line break. A few
+    substring searches instead of splitting the whole text into words."""
+    half = MAX_WORD_CHARS // 2
+    for start in range(0, len(text) - half, half):
+        window = text[start:start + half + 1]
+        if " " not in window and "\n" not in window:
+            return True
+    return False
+
+
 _MASK = re.compile("\ue000(\\d+)\ue001")
 # Left where something was cut out, until the end of prepare: a line that held only cut-out things
 # goes altogether, a line that started with one loses the blanks after it (else it would become
@@ -171,9 +188,12 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
     text = _NUMBERED_LINK.sub(_GONE, text)
     text = _drop_file_links(text)
     if "[[" in text:
-        text = _LINK_BRACKETS.sub(_Depth(MAX_LINK_DEPTH), text)
+        if _NESTED_LINK.search(text):  # (else no link holds a link: none is too deep)
+            text = _LINK_BRACKETS.sub(_Depth(MAX_LINK_DEPTH), text)
         for _ in range(MAX_LINK_DEPTH):  # innermost first: an outer link may grow long by it
-            text = _INNERMOST_LINK.sub(lambda m: m.group(1).partition("|")[2] or m.group(1), text)
+            text, changed = _INNERMOST_LINK.subn(lambda m: m.group(1).partition("|")[2] or m.group(1), text)
+            if not changed:
+                break
     text = _drop_tables(text, keep_tables)
     if "{|" in text:
         text = _TABLE_START.sub(r"\n\1{|", text)
@@ -184,7 +204,8 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
     text = _INDENTED_LIST.sub("\n", text)
     text = _DEEP_LIST.sub(r"\n\1", text)
     text = _HEADING_LINE.sub(_heading, text)
-    if len(text) >= MAX_WORD_CHARS and max(map(len, text.split()), default=0) >= MAX_WORD_CHARS:
+    if len(text) >= MAX_WORD_CHARS and _may_hold_long_word(text) \
+            and max(map(len, text.split()), default=0) >= MAX_WORD_CHARS:
         text = _LONG_WORD.sub(_GONE, text)
     if drop:
         text = _drop_sections_early(text, drop)
