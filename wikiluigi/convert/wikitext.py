@@ -56,7 +56,8 @@ _TABLE_ROW = re.compile(r"\n([ \t]*)\|-+.*")
 _CELL_LINE = re.compile(r"\n([ \t]*)(?:!!|\|\|)(?=[^}])")
 # `:*` (an indented list item): pandoc keeps it as text; a plain list item is what it means.
 _INDENTED_LIST = re.compile(r"\n:+(?=[*#])")
-_HEADING = re.compile(r"^=[^\n]*+", re.M)
+_HEADING = re.compile(r"^(=[^\n]*+)", re.M)
+_HEADING_AFTER_BREAK = re.compile(r"\n(=[^\n]*+)")  # the same where the text starts with "\n" (prepare's)
 _HEADING_LINE = re.compile(r"\n(=[^\n]*+)")
 # Lists and indentation deeper than this are read at this depth: pandoc's reader takes minutes on a
 # list 700 levels deep, and its JSON for a few hundred levels is too deep to load.
@@ -209,10 +210,8 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
         text = _LONG_WORD.sub(_GONE, text)
     if drop:
         text = _drop_sections_early(text, drop)
-    if _GONE in text:
-        text = "\n".join(_drop_gone_joiners(line) if _GONE in line else line for line in text.split("\n"))
-    if "''" in text:
-        text = "\n".join(balance_quotes(line) if "''" in line else line for line in text.split("\n"))
+    text = _rewrite_lines(text, _GONE, _drop_gone_joiners)
+    text = _rewrite_lines(text, "''", balance_quotes)
     if _GONE in text:
         text = _GONE_LINE.sub(lambda m: "\n" if m.end() == len(m.string) else "", text)  # (the last line's
         text = _GONE_LINE_START.sub("\n", text)                                          # "\n" stays)
@@ -224,6 +223,26 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
     if masked:
         text = _MASK.sub(lambda m: masked[int(m.group(1))], text)
     return text.strip("\n")
+
+
+def _rewrite_lines(text: str, marker: str, rewrite) -> str:
+    """`text` with each line that holds `marker` rewritten by `rewrite(line)`, the others untouched (found
+    by substring searches: the text is not split into lines)."""
+    found = text.find(marker)
+    if found < 0:
+        return text
+    out: list[str] = []
+    last = 0  # text[:last] is in `out`; text[last] is a line break, or last is 0
+    while found >= 0:
+        start = text.rfind("\n", last, found) + 1
+        end = text.find("\n", found)
+        end = len(text) if end < 0 else end
+        out.append(text[last:start])
+        out.append(rewrite(text[start:end]))
+        last = end
+        found = text.find(marker, end)
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _split_long_paragraphs(text: str) -> str:
@@ -282,19 +301,19 @@ def _drop_sections_early(text: str, drop: frozenset[str]) -> str:
     them, up to the next heading of the same or a higher level; the filter on the AST does the same
     for headings this does not recognise (a template in the heading, say)."""
     out, last, dropping = [], 0, None
-    for match in _HEADING.finditer(text):
-        parts = _heading_parts(match.group(0))
+    for match in (_HEADING_AFTER_BREAK if text.startswith("\n") else _HEADING).finditer(text):
+        parts = _heading_parts(match.group(1))
         if parts is None:
             continue
         level, inner = parts
         if dropping is not None and level > dropping:
             continue
         if dropping is not None:
-            last = match.start()
+            last = match.start(1)
             dropping = None
         name = " ".join(_HEADING_MARKUP.sub("", inner).replace("&#61;", "=").split()).casefold()
         if name in drop:
-            out.append(text[last:match.start()])
+            out.append(text[last:match.start(1)])
             dropping = level
     if dropping is None:
         out.append(text[last:])
