@@ -399,11 +399,16 @@ def _drop_file_links(text: str) -> str:
 
     Brackets pair up in one pass with a stack (each `]]` closes the latest `[[`), so that thousands of
     file links never closed cost one pass, not one each."""
-    if "[[" not in text or not _FILE_LINK.search(text):
+    first = _FILE_LINK.search(text) if "[[" in text else None
+    if first is None:
         return text
+    # The pass starts at the first file link: the brackets before it close nothing after it that matters
+    # (a `]]` that finds no link open here closes one that is no file link), and they are read the same
+    # from there unless a bracket right before it could have taken its first `[`.
+    begin = first.start() if first.start() == 0 or text[first.start() - 1] not in "[]" else 0
     ends: dict[int, int] = {}  # start of each file link that closes -> its end
     open_links: list[int] = []  # starts of the `[[` still open; -1 for links that are not file links
-    for bracket in _LINK_BRACKETS.finditer(text):
+    for bracket in _LINK_BRACKETS.finditer(text, begin):
         if bracket.group(0) == "[[":
             is_file = _FILE_LINK.match(text, bracket.start()) is not None
             open_links.append(bracket.start() if is_file else -1)
