@@ -33,6 +33,16 @@ _DISPLAY_MATH = re.compile(":+\ue010(\\d+)\ue011")
 _AFTER_CONTAINER = re.compile("\ue014\n[ \t]++")
 _LONE_TAG = re.compile(r"</?(?:div|center)(?:\s[^<>]*)?>[ \t]*", re.I)
 _PREFORMATTED_MARKUP = re.compile("''|\\[|<|\ue010")
+# Source code (`<source lang="c">`, `<syntaxhighlight>`): a code block wherever it stands, as pandoc reads it.
+_SOURCE_OPEN = re.compile(r"<(source|syntaxhighlight)(\s[^<>]*)?>", re.I)
+_SOURCE_LANG = re.compile(r"""\blang\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
+_CONTAINER_END = re.compile(r"</(?:blockquote|div|center|ol|ul)\s*>", re.I)
+_SOURCE_LINE_NUMBERS = re.compile(r"(?<![\w-])line(?![\w-])", re.I)
+# What may open a span around a source element on its line: pandoc pairs those differently around it.
+_SOURCE_LINE_UNSUPPORTED = re.compile("<|\\[|\\]|[\ue000-\uf8ff]")
+_QUOTE_RUN = re.compile("'{2,}")
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+_SOURCE_PLACEHOLDER = re.compile("\ue017(\\d+)\ue018")
 _PREFORMATTED_UNSUPPORTED = re.compile("\\{\\{|\ue013|&#|~~~")
 
 
@@ -44,6 +54,8 @@ def read(title: str, text: str, options) -> list | None:
     verbatim: list[dict] = []
     containers: list[tuple[str, str]] = []
     if "<" in text:
+        if "<s" in text or "<S" in text:
+            text = _cut_sources(text, verbatim)
         text = cut_verbatims(text, verbatim)
         text = _cut_containers(text, containers)
     blocks = _blocks(text, verbatim, containers)
@@ -52,6 +64,65 @@ def read(title: str, text: str, options) -> list | None:
     if not any(block["t"] != "Header" for block in blocks):
         return None
     return [title_header(title), *blocks]
+
+
+def _cut_sources(text: str, verbatim: list) -> str:
+    """Source code elements in paragraphs made code blocks (in `verbatim`) on lines of their own: the text
+    before one ends its paragraph, the text after it starts the next (pandoc's reading). Elsewhere (a
+    list item, an indented line, a heading, HTML blocks) they stay for pandoc."""
+    if _SOURCE_OPEN.search(text) is None:
+        return text
+    out: list[str] = []
+    done = 0
+    containers = 0  # block-level HTML elements open before the element (counted up to `done`)
+    for match in _SOURCE_OPEN.finditer(text):
+        if match.start() < done:
+            continue
+        between = text[done:match.start()]
+        if "<" in between:
+            containers += len(_CONTAINER_START.findall(between)) - len(_CONTAINER_END.findall(between))
+        if containers:
+            raise Unsupported("source code inside block-level HTML")
+        tag, attributes = match.group(1).lower(), match.group(2) or ""
+        close = re.compile(f"</{tag}\\s*>", re.I).search(text, match.end())
+        if close is None:
+            raise Unsupported(f"a <{tag}> never closed")
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        before = text[line_start:match.start()]
+        if before[:1] in (" ", "\t", "*", "#", ":", ";", "=", "|", "!", "{", "<", "\ue000", "\ue010"):
+            raise Unsupported(f"a <{tag}> in a block that is no paragraph")
+        line_end = text.find("\n", close.end())
+        after = text[close.end():len(text) if line_end < 0 else line_end]
+        if _SOURCE_LINE_UNSUPPORTED.search(before) or _SOURCE_LINE_UNSUPPORTED.search(after) \
+                or not _quotes_pair_alone(before) or not _quotes_pair_alone(after):
+            raise Unsupported(f"a <{tag}> inside or beside inline markup")
+        if _SOURCE_LINE_NUMBERS.search(attributes):
+            raise Unsupported(f"a <{tag}> with line numbers")
+        code = text[match.end():close.start()]
+        code = (code[1:] if code.startswith("\n") else code).rstrip("\n")
+        if not code.strip() or "\t" in code or _PRIVATE_USE.search(code):  # (pandoc expands tabs)
+            raise Unsupported(f"a <{tag}> with no code, or with marks")
+        lang = _SOURCE_LANG.search(attributes)
+        classes = [next(group for group in lang.groups() if group is not None)] if lang else []
+        if classes and (not classes[0] or classes[0] != classes[0].strip()):
+            raise Unsupported(f"a <{tag}> with an odd language")
+        verbatim.append({"t": "CodeBlock", "c": [["", classes, []], code]})
+        out.append(text[done:match.start()])
+        out.append(f"\n\ue017{len(verbatim) - 1}\ue018\n")
+        done = close.end()
+        while done < len(text) and text[done] in " \t":  # the text after it starts a paragraph
+            done += 1
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _quotes_pair_alone(text: str) -> bool:
+    """Whether the bold or italics of a text beside a source element pair up within it: runs of one
+    kind only, an even number of them (pandoc pairs no quote mark across the code block)."""
+    if "''" not in text:
+        return True
+    runs = _QUOTE_RUN.findall(text)
+    return len(set(runs)) == 1 and runs[0] in ("''", "'''") and len(runs) % 2 == 0
 
 
 def _cut_containers(text: str, containers: list) -> str:
@@ -104,6 +175,12 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
                 paragraph.append(f"\ue010{len(verbatim) - 1}\ue011" + line[math.end():])
                 continue
             _list_line(blocks, line, verbatim, containers)
+            continue
+        if first == "\ue017" and _SOURCE_PLACEHOLDER.fullmatch(line):
+            if paragraph:
+                _add_paragraph(blocks, paragraph, verbatim)
+                paragraph = []
+            blocks.append(verbatim[int(line[1:-1])])
             continue
         if first == "\ue013":
             placeholder = _BLOCK_PLACEHOLDER.fullmatch(line)
