@@ -2,25 +2,11 @@
 import luigi
 
 from wikiluigi import paths
+from wikiluigi.convert.stage import process_pages, processed_folder
 from wikiluigi.sources import refresh
 from wikiluigi.sources.source import host_of
 from wikiluigi.tasks.base import ManifestTask
 from wikiluigi.tasks.scrape import UsesTheApi
-
-
-def processed_folders(host: str):
-    """Every processed folder of the wiki (one per set of conversion options)."""
-    listing = getattr(paths, "processed_dirs", None)
-    return listing(host) if listing else [paths.processed_dir(host)]
-
-
-def manifest_folder(manifest, host: str):
-    """The processed folder the manifest's pages are converted into."""
-    try:
-        from wikiluigi.convert.stage import processed_folder
-    except ImportError:
-        return paths.processed_dir(host)
-    return processed_folder(manifest, host)
 
 
 class Refresh(UsesTheApi, ManifestTask):
@@ -46,14 +32,13 @@ class Refresh(UsesTheApi, ManifestTask):
         options = convert_options(manifest)
 
         def convert(titles):
-            if not manifest_folder(manifest, host).is_dir():
+            if not processed_folder(manifest, host).is_dir():
                 return None  # never converted: Convert does it when asked
-            from wikiluigi.convert.stage import process_pages
             result = process_pages(host, titles, options, convert_budget(), progress=lambda done, total: self.report(
                 done, total, f"converted {done} of {total} new or changed pages"))
             return dict(result.failed)
 
-        report = refresh.refresh(manifest, host, processed_folders(host), convert=convert,
+        report = refresh.refresh(manifest, host, paths.processed_dirs(host), convert=convert,
                                  allow_removal=self.allow_removal, settings=refresh.RefreshSettings.from_config(),
                                  progress=self.report)
         self._refreshed = True
