@@ -18,9 +18,10 @@ import os
 import re
 import time
 from array import array
+from json.encoder import encode_basestring as _json_string      # json.dumps' own (C) string writer
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus
 
 from wikiluigi import pagefiles, paths
 from wikiluigi.convert import stage
@@ -82,7 +83,7 @@ def held_out_count(pages: int, validation: float, below: int | None = None) -> t
 def _held_out_order(host: str, title: str) -> float:
     """A page's place in the validation order, from 0 to 1: a fraction f holds out the pages under f, so a
     page keeps its side when others are added (a few more are taken when that leaves too few)."""
-    return int(hashlib.sha1(f"{host}\n{title}".encode("utf-8")).hexdigest(), 16) / 16 ** 40
+    return int.from_bytes(hashlib.sha1(f"{host}\n{title}".encode("utf-8")).digest(), "big") / 16 ** 40
 
 
 def revision_ids(host: str) -> dict[str, int]:
@@ -107,8 +108,9 @@ def _url_maker(source: dict):
     """A function (title, revision) -> where the page's text came from: index.php beside api.php (with the
     revision), or the dump's site, whose siteinfo is read once here, not once a page."""
     if "api" in source:
-        index = f"{source['api'].rsplit('/', 1)[0]}/index.php"
-        return lambda title, revision: f"{index}?{urlencode({'title': title, **({'oldid': revision} if revision else {})})}"
+        index = f"{source['api'].rsplit('/', 1)[0]}/index.php?title="      # as urlencode writes it
+        return lambda title, revision: f"{index}{quote_plus(title)}&oldid={revision}" if revision else \
+            f"{index}{quote_plus(title)}"
     from wikiluigi.sources import dump
     try:
         base = dump.read_siteinfo(source["dump"]).base_url
@@ -180,13 +182,14 @@ class _Source:
         self.before = [s.meta for s in earlier if s.meta.host == self.meta.host]
 
     def pages(self):
-        """(title, path, revision id or None) of each page of this manifest with Markdown, in the derived
-        manifest's order."""
-        folder, present, before, revisions = self.folder, self.present, self.before, self.revisions
-        for title, revision in zip(self.meta.titles, revisions):
-            name = paths.title_to_stem(title) + stage.PROCESSED_SUFFIX
-            if name in present and not any(title in meta.title_set for meta in before):
-                yield title, folder / name, revision or None
+        """(title, path as a string, revision id or None) of each page of this manifest with Markdown, in the
+        derived manifest's order."""
+        folder, present, before = os.path.join(self.folder, ""), self.present, self.before
+        stem, suffix = paths.title_to_stem, stage.PROCESSED_SUFFIX
+        for title, revision in zip(self.meta.titles, self.revisions):
+            name = stem(title) + suffix
+            if name in present and not (before and any(title in meta.title_set for meta in before)):
+                yield title, folder + name, revision or None
 
     def summary(self, page_digest: str, pages: int) -> dict:
         meta = self.meta
@@ -288,20 +291,17 @@ def build_trainingset(manifests: Sequence[str], validation: float = DEFAULT_VALI
     if not orders:
         raise _nothing_to_train_on(names, sources)
     threshold, note = _threshold(orders, validation)
-    total = len(orders)
-    del orders
     target = folder(names, validation)
     target.mkdir(parents=True, exist_ok=True)
     remove_dead_temporaries(target)
     (target / STATS).unlink(missing_ok=True)
-    writer = _Writer(target, threshold, total, progress)
+    writer = _Writer(orders, threshold, progress)
     try:
-        with _atomic(target / TRAIN_TEXT) as train_text, _atomic(target / TRAIN_JSONL) as train_jsonl, \
-                _atomic(target / VALIDATION_TEXT) as held_text, _atomic(target / VALIDATION_JSONL) as held_jsonl:
+        with _Out(target / TRAIN_TEXT) as train_text, _Out(target / TRAIN_JSONL) as train_jsonl, \
+                _Out(target / VALIDATION_TEXT) as held_text, _Out(target / VALIDATION_JSONL) as held_jsonl:
             writer.sides = {"train": (train_text, train_jsonl), "validation": (held_text, held_jsonl)}
             for source in sources:
-                for title, path, revision in source.pages():
-                    writer.write(source, title, path, revision)
+                writer.write(source)
             if not writer.figures["train"]["pages"] + writer.figures["validation"]["pages"]:   # every page blank
                 raise _nothing_to_train_on(names, sources)
     except ModelError:          # nothing written: the folder is not left behind empty
@@ -323,40 +323,48 @@ def build_trainingset(manifests: Sequence[str], validation: float = DEFAULT_VALI
 
 
 class _Writer:
-    """The second pass: each page read, wrapped and written to its side's text and JSON Lines files."""
+    """The second pass: each page read, wrapped and written to its side's text and JSON Lines files (the
+    pages come in the first pass's order, so its held-out orders are read back by position)."""
 
-    def __init__(self, target: Path, threshold: float, total: int, progress):
-        self.threshold, self.total, self.progress = threshold, total, progress
+    def __init__(self, orders: array, threshold: float, progress):
+        self.orders, self.threshold, self.progress = orders, threshold, progress
         self.figures = {side: {"pages": 0, "characters": 0} for side in ("train", "validation")}
         self.held: list[str] = []
         self.sides: dict = {}
-        self.url_of: dict = {}
         self.done = 0
 
-    def write(self, source: "_Source", title: str, path: Path, revision: int | None) -> None:
-        self.done += 1
-        if self.progress is not None and self.done % 10000 == 0:
-            self.progress(self.done, self.total)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:    # removed since the listing
-            return
-        if not text.strip():
-            return
-        host = source.meta.host
-        side = "validation" if _held_out_order(host, title) <= self.threshold else "train"
-        if side == "validation":
-            self.held.append(title)
-        if source.name not in self.url_of:
-            self.url_of[source.name] = _url_maker(source.meta.source)
-        block = wrap(text)
-        text_file, jsonl_file = self.sides[side]
-        text_file.write(block)
-        record = {"title": title, "text": block[len(START) + 1:-len(END) - 2],
-                  "url": self.url_of[source.name](title, revision), "revision_id": revision, "wiki": host}
-        jsonl_file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.figures[side]["pages"] += 1
-        self.figures[side]["characters"] += len(block)
+    def write(self, source: "_Source") -> None:
+        """Every page of one manifest."""
+        host, url_of, orders, threshold, progress = source.meta.host, _url_maker(source.meta.source), self.orders, \
+            self.threshold, self.progress
+        wiki = _json_string(host)
+        for title, path, revision in source.pages():
+            at = self.done
+            self.done += 1
+            if progress is not None and self.done % 10000 == 0:
+                progress(self.done, len(orders))
+            try:
+                with open(path, "rb") as page:
+                    text = page.read().decode("utf-8")
+            except FileNotFoundError:    # removed since the listing
+                continue
+            if "\r" in text:           # as a text-mode read sees it
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            if not text.strip():
+                continue
+            side = "validation" if orders[at] <= threshold else "train"
+            if side == "validation":
+                self.held.append(title)
+            block = wrap(text)
+            text_file, jsonl_file = self.sides[side]
+            text_file.write(block)
+            url = url_of(title, revision)       # the line json.dumps(record, ensure_ascii=False) writes
+            jsonl_file.write(f'{{"title": {_json_string(title)}, "text": {_json_string(block[len(START) + 1:-len(END) - 2])}, '
+                             f'"url": {"null" if url is None else _json_string(url)}, '
+                             f'"revision_id": {"null" if revision is None else int(revision)}, "wiki": {wiki}}}\n')
+            figures = self.figures[side]
+            figures["pages"] += 1
+            figures["characters"] += len(block)
 
 
 def _nothing_to_train_on(names: list[str], sources: list[_Source]) -> ModelError:
@@ -378,32 +386,46 @@ def _threshold(orders: array, validation: float) -> tuple[float, str]:
 
 
 def remove_dead_temporaries(folder: Path) -> None:
-    """Remove the `.<name>.<pid>.part` files (_atomic's, tokens') of writers whose process is gone (killed);
-    those of a live one, on this machine, stay."""
+    """Remove the temporary files of writers whose process is gone (killed): pagefiles' (see
+    pagefiles.remove_stale_temporaries) and the `.<name>.<pid>.part` of earlier versions; those of a live
+    one, on this machine, stay."""
+    pagefiles.remove_stale_temporaries(folder)
     for stale in folder.glob(".*.part"):
+        if stale.name.startswith(pagefiles.TEMPORARY_PREFIX):
+            continue
         pid = stale.name[:-len(".part")].rpartition(".")[2]
         if not pid.isdigit() or not pagefiles.process_alive(int(pid)):
             stale.unlink(missing_ok=True)
 
 
-class _atomic:
-    """A text file written under a temporary name and published (fsync, rename) when the block ends without
-    error; a kill leaves the old file, and a temporary that the next build removes."""
+class _Out:
+    """A text file written through pagefiles.open_atomic (a temporary name, fsync, rename when the block ends
+    without error; a kill leaves the old file and a temporary the next build removes), UTF-8 in 1 MiB writes."""
+    FLUSH = 1 << 20
 
     def __init__(self, path: Path):
         self.path = path
 
     def __enter__(self):
-        self.tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.part"
-        self.file = open(self.tmp, "w", encoding="utf-8", newline="\n", buffering=1 << 20)
-        return self.file
+        self.opened = pagefiles.open_atomic(self.path)
+        self.file = self.opened.__enter__()
+        self.parts: list[bytes] = []
+        self.pending = 0
+        return self
 
-    def __exit__(self, kind, *_):
-        self.file.close()
-        if kind is None:
-            pagefiles.publish(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self.parts.append(data)
+        self.pending += len(data)
+        if self.pending >= self.FLUSH:
+            self.file.write(b"".join(self.parts))
+            self.parts.clear()
+            self.pending = 0
+
+    def __exit__(self, *error):
+        if error[0] is None and self.parts:
+            self.file.write(b"".join(self.parts))
+        return self.opened.__exit__(*error)
 
 
 def read_stats(corpus_dir) -> dict | None:
