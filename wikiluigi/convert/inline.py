@@ -20,7 +20,6 @@ _LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]([a-z]*)")
 # (A label stops at the next bracket: a thousand `[http://x label` never closed cost one pass.)
 _EXTERNAL = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher|mailto):(?://)?|//)[^\s\[\]<>\"]++(?:[ \t]++([^\]\[\n]*+))?\]")
 MAX_INLINE_DEPTH = 32  # inline tags open at once on a line (the clean-up allows 16 of most)
-_INLINE_MARKUP = re.compile("''|<|\ue010")
 _TOKEN = re.compile(r"(?=[<'\ue010])(?:'{2,5}|<(/?)([A-Za-z][A-Za-z0-9]*)(?=[\s/>])[^<>]*?(/?)>|\ue010\d+\ue011)")
 # Tags MediaWiki does not allow, which pandoc's reader leaves as text (any other unknown tag it drops).
 _TEXT_TAGS = frozenset(("a", "img", "input", "script", "style", "iframe", "form", "button", "link", "meta"))
@@ -111,17 +110,22 @@ def read_inlines(text: str, verbatim: list) -> list:
                 raise Unsupported("a link left inside a link")
         if "//" in text:
             text = _EXTERNAL.sub(lambda m: m.group(1) or "", text)
-    if not _INLINE_MARKUP.search(text):  # plain text: the quick path
+    if not _has_inline_markup(text):  # plain text: the quick path
         return _tidy([text])
     root: list = []
     for number, line in enumerate(text.split("\n")):
         if number:
             root.append("\n")
-        if _INLINE_MARKUP.search(line):
+        if _has_inline_markup(line):
             _line_inlines(line, verbatim, root)
         else:
             root.append(line)
     return _tidy(root)
+
+
+def _has_inline_markup(text: str) -> bool:
+    # (Three substring searches: a pattern `''|<|\ue010` is tried at every character, four times slower.)
+    return "''" in text or "<" in text or "\ue010" in text
 
 
 def read_code_line(line: str, verbatim: list) -> list:

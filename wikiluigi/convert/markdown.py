@@ -6,7 +6,7 @@ import re
 # What pandoc's gfm writer (`gfm-raw_html-tex_math_gfm`, `--wrap=none`) escapes in text: the
 # characters of Markdown syntax, `<`/`>` (no raw HTML), `|` (pipe tables), `$` (TeX maths), `~~`.
 _ESCAPE = re.compile(r"[\[\]`*<>|$\\]|~(?=~)|_|!\[")
-_WORD_CHAR = re.compile(r"\w")
+_ESCAPED = "[]`*<>|$\\~_!"  # every character a match of _ESCAPE starts with
 # A paragraph line that Markdown would read as a list item or a table row.
 _ORDERED_MARKER = re.compile(r"\d{1,9}[.)](?=\s|$)|\(\d{1,9}\)(?=\s|$)")
 _SUPERSCRIPT = {**{str(d): c for d, c in zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")},
@@ -30,9 +30,10 @@ def _escape_match(match: re.Match) -> str:
 
 def escape(text: str) -> str:
     """A Str's text with Markdown's syntax characters escaped."""
-    if not _ESCAPE.search(text):
-        return text
-    return _ESCAPE.sub(_escape_match, text)
+    for character in _ESCAPED:  # (substring searches: the pattern is tried at every character, 5x slower)
+        if character in text:
+            return _ESCAPE.sub(_escape_match, text)
+    return text
 
 
 def inlines(nodes: list) -> str:

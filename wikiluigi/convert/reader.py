@@ -40,7 +40,7 @@ _CONTAINER_END = re.compile(r"</(?:blockquote|div|center|ol|ul)\s*>", re.I)
 _SOURCE_LINE_NUMBERS = re.compile(r"(?<![\w-])line(?![\w-])", re.I)
 # What may open a span around a source element on its line: pandoc pairs those differently around it.
 _SOURCE_LINE_UNSUPPORTED = re.compile("<|\\[|\\]|[\ue000-\uf8ff]")
-_QUOTE_RUN = re.compile("'{2,}")
+_QUOTE_RUN = re.compile("''+")  # (not '{2,}: a literal first is found by a fast search)
 _PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 _SOURCE_PLACEHOLDER = re.compile("\ue017(\\d+)\ue018")
 _PREFORMATTED_UNSUPPORTED = re.compile("\\{\\{|\ue013|&#|~~~")
