@@ -35,8 +35,8 @@ _TOKEN = re.compile(r"<(/?+)([A-Za-z][A-Za-z0-9]*+)(?=[\s/>])[^<>]*+>"  # a tag 
                     r"|\ue000(\d++)\ue001")                           # a protected element (3: its number)
 _CELL_TOKEN = re.compile(_TOKEN.pattern + r"|\|\||!!")
 _WANTED = re.compile(r"[<\[\]\ue000]")
-# A line whose brackets are all links that hold no bracket, tag or quote mark: it opens and closes them alone.
-_ONLY_PLAIN_LINKS = re.compile(r"(?:[^\[\]]++|\[\[[^\[\]'<]*+\]\]|\[[A-Za-z][A-Za-z0-9+.\-]*+:[^\[\]'<]*+\])*+")
+# Links that hold no bracket, tag or quote mark: a line with nothing else opens and closes them alone.
+_PLAIN_LINKS = re.compile(r"\[\[[^\[\]'<]*+\]\]|\[[A-Za-z][A-Za-z0-9+.\-]*+:[^\[\]'<]*+\]")
 # A line that pandoc's reader reads as its own block (list item, heading, table line, preformatted text,
 # a rule), or a blank one: a paragraph ends before and after it.
 _PLAIN_START = re.compile(r"[^\s*#:;=|!{]")
@@ -146,12 +146,6 @@ class _Spans:
         self.externals.clear()
 
 
-def _paragraph_ends(lines: str) -> bool:
-    """Whether a paragraph ends at one of these lines, or right after one: a blank line, or one that
-    pandoc's reader reads as its own block (list item, heading, table line, preformatted text, a rule)."""
-    return any(_PLAIN_START.match(line) is None or line.startswith("----") for line in lines.split("\n"))
-
-
 def pair_spans(text: str, protected: list[str]) -> str:
     """`text` with every inline span closed in its paragraph or made harmless (see the module's
     docstring); `protected`: the elements kept aside behind `\ue000N\ue001` marks."""
@@ -159,24 +153,22 @@ def pair_spans(text: str, protected: list[str]) -> str:
         return text
     spans = _Spans()
     blockquotes: list[tuple[int, int]] = []  # (start, end) of the blockquote openers still open
-    size = len(text)
-    last_read = 0  # where the last line read starts
-    # Only the lines holding something to pair are read (a third of a Wikipedia article's): with no span
-    # open, the lines between them change nothing; with some open, a paragraph end among them closes them.
-    wanted = _WANTED.search(text)
-    while wanted is not None:
-        start = text.rfind("\n", 0, wanted.start()) + 1
-        end = text.find("\n", wanted.start())
-        end = size if end < 0 else end
-        wanted = _WANTED.search(text, end)
-        line = text[start:end]
-        if spans.stack and _paragraph_ends(text[last_read:end]):
+    offset = 0
+    block_before = True  # the line before ended a paragraph
+    for line in text.split("\n"):
+        start = offset
+        offset += len(line) + 1
+        plain = _PLAIN_START.match(line) is not None and not line.startswith("----")
+        if not plain or block_before:
             spans.end_paragraph()
-        last_read = start
-        cells = _TABLE_LINE.match(line) is not None
-        if not spans.stack and not cells and "<" not in line and "\ue000" not in line \
-                and _ONLY_PLAIN_LINKS.fullmatch(line):  # (most lines: nothing to pair)
+        block_before = not plain
+        if _WANTED.search(line) is None:
             continue
+        cells = _TABLE_LINE.match(line) is not None
+        if not spans.stack and not cells and "<" not in line and "\ue000" not in line:  # (most lines: nothing
+            rest = _PLAIN_LINKS.sub("", line)                                             # to pair)
+            if "[" not in rest and "]" not in rest:
+                continue
         skip_to = -1
         line_quotes: list[tuple[int, int]] = []
         for match in (_CELL_TOKEN if cells else _TOKEN).finditer(line):
