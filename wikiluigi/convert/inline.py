@@ -17,6 +17,9 @@ class Unsupported(Exception):
 # Elements whose content is not wikitext, cut out of the text before the inline pass.
 _VERBATIM_TAG = re.compile(r"<(/?)(math|nowiki|code|tt|var|samp)(?:\s[^<>]*+)?>", re.I)
 _LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]([a-z]*)")
+# A link that `_link` writes as its text and trail as they are: a label (or a target with no `:`), no quote
+# mark in it, not empty. (Where it matches, _LINK matches the same characters.)
+_PLAIN_LINK = re.compile(r"\[\[(?:[^\[\]|]*+\||(?=[^\[\]|:']++\]\]))([^\[\]']++)\]\]([a-z]*)")
 # (A label stops at the next bracket: a thousand `[http://x label` never closed cost one pass.)
 _EXTERNAL = re.compile(r"\[(?:(?:https?|ftps?|irc|news|gopher|mailto):(?://)?|//)[^\s\[\]<>\"]++(?:[ \t]++([^\]\[\n]*+))?\]")
 MAX_INLINE_DEPTH = 32  # inline tags open at once on a line (the clean-up allows 16 of most)
@@ -28,6 +31,7 @@ _SPACES = re.compile(r"\s+")
 # (Tried only where a run of blanks starts: a page of blanks costs one pass, not one per blank.)
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<![^\S\n])[^\S\n]++(?=[.,;:])")
 _ODD_BLANK_BEFORE_PUNCTUATION = re.compile(r"[^\S \n][.,;:]")
+_SPACE_THEN_PUNCTUATION = re.compile(" [.,;:]")
 _ALNUM = re.compile(r"[^\W_]")
 # Inline tags: what each becomes (a node type, None to unwrap it, "break" for a line break).
 _TAGS = {
@@ -101,11 +105,18 @@ def _link(match: re.Match) -> str:
     return LINK_EDGE + text + LINK_EDGE if "'" in text or not text else text
 
 
+def _links_as_text(text: str) -> str:
+    """Wiki links as their text (`_link`). Most are plain: a label or a target without a namespace, no
+    quote mark; when every link is, one substitution by a template does it (no call per link)."""
+    plain = _PLAIN_LINK.sub(r"\1\2", text)
+    return plain if "[[" not in plain else _LINK.sub(_link, text)
+
+
 def read_inlines(text: str, verbatim: list) -> list:
     """The inline nodes of a block's text, tidied as the filters tidy them."""
     if "[" in text:
         if "[[" in text:
-            text = _LINK.sub(_link, text)
+            text = _links_as_text(text)
             if "[[" in text and "]]" in text:
                 raise Unsupported("a link left inside a link")
         if "//" in text:
@@ -293,16 +304,21 @@ def _add_text(out: list, text: str, top: bool) -> None:
     SoftBreak when it holds a line end) node."""
     if not text:
         return
-    if top and (" ." in text or " ," in text or " ;" in text or " :" in text
-                or _ODD_BLANK_BEFORE_PUNCTUATION.search(text)):  # (quicker than the pattern on every text)
+    # (Most text is ASCII with no blank but single spaces: then it needs neither the search for odd
+    # blanks nor the split into words, the costliest steps here.)
+    spaced = text.isascii() and text.isprintable()  # (in ASCII, every blank but the space is unprintable)
+    if top and (_SPACE_THEN_PUNCTUATION.search(text)
+                or not spaced and _ODD_BLANK_BEFORE_PUNCTUATION.search(text)):
         text = _SPACE_BEFORE_PUNCTUATION.sub("", text)
-    words = text.split()
-    if not words:
+    if spaced and "  " not in text:
+        body = text.strip(" ")
+    else:
+        body = " ".join(text.split())
+    if not body:
         _add_space(out, text, top)
         return
     if text[0].isspace():
         _add_space(out, text[:len(text) - len(text.lstrip())], top)
-    body = " ".join(words)
     if top and out and out[-1]["t"] == "Space" and body[0] in ".,;:":
         out.pop()
     if out and out[-1]["t"] == "Str":
