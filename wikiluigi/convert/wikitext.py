@@ -134,6 +134,7 @@ _GONE_JOINER = "[ \t]*+(?:,|(?<![A-Za-z0-9]);|(?<=[ \t])(?:and|or)(?=[ \t'\ue002
 # look-ahead tried again after every "and" of a run, quadratic: "A {{t}} and {{t}} ... text".)
 _GONE_RUN = re.compile(f"(?<=[^ \t;,\ue002\n])(?:{_GONE_JOINER}{_GONE_ITEM})++[ \t]*+")
 _CLAUSE_END = frozenset(").;:,!?\n")
+_JOINING = frozenset(",;'" + _GONE)  # what may join cut-out things into one run
 
 
 # What a run of cut-out things and joiners is made of: _GONE_RUN matches only inside a stretch of these.
@@ -161,10 +162,26 @@ def _drop_gone_joiners(line: str) -> str:
             end = found
         window_start, window_end = max(done, start - 1), min(size, end + 1)
         out.append(line[done:window_start])
-        out.append(_GONE_RUN.sub(_gone_before_close, line[window_start:window_end]))
+        out.append(_joiners_dropped(line, window_start, start, end, window_end))
         done = window_end
     out.append(line[done:])
     return "".join(out)
+
+
+def _joiners_dropped(line: str, window_start: int, start: int, end: int, window_end: int) -> str:
+    """line[window_start:window_end] (a stretch line[start:end] with a character either side) with _GONE_RUN's
+    runs taken out. The common stretch, cut-out things right after a word then blanks (a footnote after
+    its sentence), is decided here without the pattern: it goes when a clause ends after it."""
+    stretch = line[start:end]
+    after_gone = stretch.lstrip(_GONE)
+    rest = after_gone.lstrip(" \t")
+    if start > window_start and len(after_gone) < len(stretch) and not _JOINING.intersection(rest):
+        # (the pattern's one run here is the cut-out things and the blanks; letters of "and"/"or" after
+        # them are no clause's end)
+        if not rest and (end == len(line) or line[end] in _CLAUSE_END):
+            return line[window_start:start] + line[end:window_end]
+        return line[window_start:window_end]
+    return _GONE_RUN.sub(_gone_before_close, line[window_start:window_end])
 
 
 def _gone_before_close(match: re.Match) -> str:
@@ -457,7 +474,7 @@ def balance_quotes(line: str) -> str:
     one way only.
     """
     parts = _QUOTE_RUN.split(line)
-    if len(parts) == 1:
+    if len(parts) == 1 or _well_nested(parts[1::2]):
         return line
     runs = []
     for i in range(1, len(parts), 2):  # MediaWiki: 4 = apostrophe + bold, more than 5 = apostrophes + both
@@ -518,6 +535,23 @@ def balance_quotes(line: str) -> str:
     if open_:
         out.append(_markers(list(reversed(open_)), _last_char(out), ""))
     return "".join(out)
+
+
+def _well_nested(runs: list[str]) -> bool:
+    """Whether quote runs are bold and italics only (three or two marks), each closed after all opened
+    inside it and none left open: what balance_quotes would write again as it is (most lines)."""
+    open_: list[int] = []
+    for run in runs:
+        size = len(run)
+        if size != 2 and size != 3:
+            return False
+        if open_ and open_[-1] == size:
+            open_.pop()
+        elif size in open_:
+            return False
+        else:
+            open_.append(size)
+    return not open_
 
 
 def _last_char(pieces: list[str]) -> str:
