@@ -25,6 +25,7 @@ from urllib.parse import quote, quote_plus
 
 from wikiluigi import pagefiles, paths
 from wikiluigi.convert import stage
+from wikiluigi.corpus import textfiles
 from wikiluigi.errors import ManifestError, ModelError, WikiluigiError
 from wikiluigi.sources import derived
 
@@ -297,8 +298,11 @@ def build_trainingset(manifests: Sequence[str], validation: float = DEFAULT_VALI
     (target / STATS).unlink(missing_ok=True)
     writer = _Writer(orders, threshold, progress)
     try:
-        with _Out(target / TRAIN_TEXT) as train_text, _Out(target / TRAIN_JSONL) as train_jsonl, \
-                _Out(target / VALIDATION_TEXT) as held_text, _Out(target / VALIDATION_JSONL) as held_jsonl:
+        with textfiles.Writes() as writes, \
+                textfiles.AtomicText(target / TRAIN_TEXT, writes) as train_text, \
+                textfiles.AtomicText(target / TRAIN_JSONL, writes) as train_jsonl, \
+                textfiles.AtomicText(target / VALIDATION_TEXT, writes) as held_text, \
+                textfiles.AtomicText(target / VALIDATION_JSONL, writes) as held_jsonl:
             writer.sides = {"train": (train_text, train_jsonl), "validation": (held_text, held_jsonl)}
             for source in sources:
                 writer.write(source)
@@ -396,36 +400,6 @@ def remove_dead_temporaries(folder: Path) -> None:
         pid = stale.name[:-len(".part")].rpartition(".")[2]
         if not pid.isdigit() or not pagefiles.process_alive(int(pid)):
             stale.unlink(missing_ok=True)
-
-
-class _Out:
-    """A text file written through pagefiles.open_atomic (a temporary name, fsync, rename when the block ends
-    without error; a kill leaves the old file and a temporary the next build removes), UTF-8 in 1 MiB writes."""
-    FLUSH = 1 << 20
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        self.opened = pagefiles.open_atomic(self.path)
-        self.file = self.opened.__enter__()
-        self.parts: list[bytes] = []
-        self.pending = 0
-        return self
-
-    def write(self, text: str) -> None:
-        data = text.encode("utf-8")
-        self.parts.append(data)
-        self.pending += len(data)
-        if self.pending >= self.FLUSH:
-            self.file.write(b"".join(self.parts))
-            self.parts.clear()
-            self.pending = 0
-
-    def __exit__(self, *error):
-        if error[0] is None and self.parts:
-            self.file.write(b"".join(self.parts))
-        return self.opened.__exit__(*error)
 
 
 def read_stats(corpus_dir) -> dict | None:
