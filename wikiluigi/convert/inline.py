@@ -107,8 +107,9 @@ def _link(match: re.Match) -> str:
 
 def _links_as_text(text: str) -> str:
     """Wiki links as their text (`_link`). Most are plain: a label or a target without a namespace, no
-    quote mark; when every link is, one substitution by a template does it (no call per link)."""
-    plain = _PLAIN_LINK.sub(r"\1\2", text)
+    quote mark; when every link is, one split does it: the text between them, each one's text and
+    trail (no call per link, which a substitution makes even with a template)."""
+    plain = "".join(_PLAIN_LINK.split(text))
     return plain if "[[" not in plain else _LINK.sub(_link, text)
 
 
@@ -263,7 +264,7 @@ def _tidy(raw: list, top: bool = True) -> list:
                 piece = html.unescape(piece)
                 if "&" in piece and ";" in piece:
                     piece = html.unescape(piece)
-            if "{{" in piece or "}}" in piece:
+            if "{" in piece or "}" in piece:  # (one-character searches, the quick kind)
                 piece = piece.replace("{{", "").replace("}}", "")
             text.append(piece)
             continue

@@ -34,6 +34,7 @@ _AFTER_CONTAINER = re.compile("\ue014\n[ \t]++")
 _LONE_TAG = re.compile(r"</?(?:div|center)(?:\s[^<>]*)?>[ \t]*", re.I)
 _PREFORMATTED_MARKUP = re.compile("''|\\[|<|\ue010")
 # Source code (`<source lang="c">`, `<syntaxhighlight>`): a code block wherever it stands, as pandoc reads it.
+_S_TAG = re.compile("<[sS]")  # (one search, led by a literal, for `<source` and `<syntaxhighlight`)
 _SOURCE_OPEN = re.compile(r"<(source|syntaxhighlight)(\s[^<>]*)?>", re.I)
 _SOURCE_LANG = re.compile(r"""\blang\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
 _CONTAINER_END = re.compile(r"</(?:blockquote|div|center|ol|ul)\s*>", re.I)
@@ -49,12 +50,12 @@ _PREFORMATTED_UNSUPPORTED = re.compile("\\{\\{|\ue013|&#|~~~")
 def read(title: str, text: str, options) -> list | None:
     """The filtered blocks of one page (`title_header` on top), None when no text is left, as
     `filters.filter_page` gives for pandoc's reading. Raises Unsupported for what pandoc must read."""
-    if "{|" in text:
+    if "{" in text and "{|" in text:  # (a one-character search first: braces are rare after the clean-up)
         raise Unsupported("a table")
     verbatim: list[dict] = []
     containers: list[tuple[str, str]] = []
     if "<" in text:
-        if "<s" in text or "<S" in text:
+        if _S_TAG.search(text):
             text = _cut_sources(text, verbatim)
         text = cut_verbatims(text, verbatim)
         text = _cut_containers(text, containers)

@@ -218,11 +218,11 @@ def prepare(wikitext: str, rules: Mapping[str, str], keep_tables: bool = False,
             if not changed:
                 break
     text = _drop_tables(text, keep_tables)
-    if "{|" in text:
+    if "{" in text and "{|" in text:  # (a one-character search first: no two-character one over every page)
         text = _TABLE_START.sub(r"\n\1{|", text)
     if "|-" in text:
         text = _TABLE_ROW.sub(r"\n\1|-", text)
-    if "!!" in text or "||" in text:
+    if ("!" in text and "!!" in text) or "||" in text:
         text = _CELL_LINE.sub(lambda m: m.group(0)[:-1], text)
     text = _INDENTED_LIST.sub("\n", text)
     text = _DEEP_LIST.sub(r"\n\1", text)
@@ -389,7 +389,7 @@ def _drop_tables(text: str, keep_tables: bool) -> str:
     neither spends time on them nor rejects the page for a malformed cell (`! a ! b|c`, seen on
     Wikipedia); a table never closed goes to the end of the page, as MediaWiki shows it. Kept tables
     lose the tables nested in them deeper than MAX_TABLE_DEPTH. `text` starts with "\n" (prepare's)."""
-    if "{|" not in text:
+    if "{" not in text or "{|" not in text:
         return text
     limit = MAX_TABLE_DEPTH if keep_tables else 0
     out, last, depth, start = [], 0, 0, 0
