@@ -14,30 +14,29 @@ seconds, cost per page, the ratio to the floor, the peak RSS of the whole proces
   tokenizer/1  the tokenizer alone on one core: encode the first --rate-mb MB of train.txt, write nothing
   tokens       write_tokens on every core (train.bin, validation.bin, tokens.json)
   first step   training.train (torch, a 2-layer model) from its call to the end of its first step
-Then the flatness from the smallest size to the largest, the tokenizer's scaling (tokens with N workers
+Then the flatness from the smallest size to the largest (of this run and of the whole runs of other sizes
+kept in --work as results-<pages>.json), the tokenizer's scaling (tokens with N workers
 against N times the one-core rate) and the projection for English Wikipedia on one 16-core machine.
 Targets (issue 18): peak RSS under 1 GiB and at most 1.25x (+256 MiB) of the smallest size's; cost per
 page flat within 1.5x; N workers at least 0.8 x N x the one-core rate; first step under 10 s; training set
 plus tokens for English Wikipedia under one hour on 16 cores.
 """
 import argparse
+import contextlib
 import json
 import os
 import random
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-
-import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
-from scale_bench import Measure, size  # noqa: E402
+from measure import Measure, size  # noqa: E402
 
 ENWIKI_ARTICLES = 6_800_000
 ENWIKI_MARKDOWN_BYTES = 20e9
@@ -176,34 +175,10 @@ torch_backend.save(torch_backend.make_trainer(hparams, device='cpu', compile=Fal
                    env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
 
 
-class TreeMeasure(Measure):
-    """Measure's peak RSS of the process tree, and the CPU seconds of every process in it (workers of a
-    forkserver are not children a wait accounts for)."""
-
-    def watch(self, pid: int) -> None:
-        self.cpu: dict[int, float] = {}
-        root = psutil.Process(pid)
-
-        def poll_cpu():
-            while not self._stop.is_set():
-                try:
-                    for proc in [root, *root.children(recursive=True)]:
-                        try:
-                            times = proc.cpu_times()
-                            self.cpu[proc.pid] = times.user + times.system
-                        except (psutil.NoSuchProcess, psutil.AccessDenied):
-                            pass
-                except psutil.NoSuchProcess:
-                    return
-                time.sleep(0.05)
-        threading.Thread(target=poll_cpu, daemon=True).start()
-        super().watch(pid)
-
-
 def run_stage(data_dir: Path, name: str, args) -> dict:
     code = PRELUDE.format(manifest=MANIFEST, host=HOST, vocab_size=args.vocab_size,
                           rate_bytes=int(args.rate_mb * 1e6)) + STAGES[name] + "\nprint(json.dumps(result))\n"
-    measure = TreeMeasure()
+    measure = Measure()
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=data_dir, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
@@ -213,8 +188,7 @@ def run_stage(data_dir: Path, name: str, args) -> dict:
     measure.stop()
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{errors[-4000:]}")
-    cpu_s = sum(measure.cpu.values())
-    return {"seconds": seconds, "cpu_s": cpu_s, "rss": measure.peak, **json.loads(output.strip().splitlines()[-1])}
+    return {"seconds": seconds, "cpu_s": measure.cpu_s, "rss": measure.peak, **json.loads(output.strip().splitlines()[-1])}
 
 
 def bench_size(work: Path, pages: int, args) -> dict:
@@ -240,7 +214,22 @@ def bench_size(work: Path, pages: int, args) -> dict:
         print(f"  {name:12s} {result['seconds']:7.1f} s ({work:7.1f} s of work, {result['cpu_s']:7.1f} CPU s)  "
               f"{work / pages * 1e3:7.3f} ms/page  {work / results['floor']['work_s']:6.1f}x floor  "
               f"peak RSS {result['rss'] / 2**20:7.1f} MiB{extra}", flush=True)
-    return {"pages": pages, **results}
+    measured = {"pages": pages, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "load_average": os.getloadavg()[0], **results}
+    if not set(STAGES) - set(results):          # a whole run: what later runs' summaries compare with
+        (data_dir.parent / f"results-{pages}.json").write_text(json.dumps(measured, indent=1))
+    return measured
+
+
+def saved_results(work: Path, results: list[dict]) -> list[dict]:
+    """This run's sizes and the whole runs of other sizes saved in --work, smallest first."""
+    by_size = {}
+    for path in work.glob("results-*.json"):
+        with contextlib.suppress(ValueError, OSError):
+            entry = json.loads(path.read_text())
+            by_size[entry["pages"]] = entry
+    by_size.update({entry["pages"]: entry for entry in results})
+    return [by_size[pages] for pages in sorted(by_size)]
 
 
 def main():
@@ -257,8 +246,10 @@ def main():
     results = [bench_size(args.work, size(s), args) for s in args.sizes.split(",")]
     if set(STAGES) - set(args.stages):
         return
+    results = saved_results(args.work, results)
     small, large = results[0], results[-1]
-    print(f"\nfrom {small['pages']:,} to {large['pages']:,} pages:")
+    print(f"\nfrom {small['pages']:,} to {large['pages']:,} pages (measured {small['date']} and {large['date']}; "
+          f"the other sizes' whole runs are kept in {args.work}/results-<pages>.json):")
     for name in STAGES:
         if name in ("first step", "tokenizer/1"):
             continue
@@ -266,6 +257,8 @@ def main():
         cpu_ratio = (large[name]["cpu_s"] / large["pages"]) / (small[name]["cpu_s"] / small["pages"])
         print(f"  {name:12s} cost per page x{ratio:.2f} in wall seconds of work, x{cpu_ratio:.2f} in CPU seconds "
               f"(process start included); peak RSS {small[name]['rss'] / 2**20:.0f} -> {large[name]['rss'] / 2**20:.0f} MiB")
+        print(f"  {'':12s} ms of work a page: " + ", ".join(
+            f"{entry['pages']:,}: {entry[name]['work_s'] / entry['pages'] * 1e3:.3f}" for entry in results))
     alone = large["tokenizer/1"]
     one_core_wall, one_core_cpu = alone["bytes"] / alone["work_s"], alone["bytes"] / alone["work_cpu_s"]
     workers, text = large["tokens"]["workers"], large["tokens"]["bytes"]

@@ -26,11 +26,9 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +36,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from tests.support import synthetic_wiki  # noqa: E402
 from wikiluigi.sources import dump  # noqa: E402
+from measure import Measure, size  # noqa: E402  (benchmarks/measure.py)
 
 # English Wikipedia, pages-articles-multistream (the issue's figures): 6.8 million articles, 22 GB of bz2.
 ENWIKI_ARTICLES = 6_800_000
@@ -47,49 +46,6 @@ log_level = INFO
 [http]
 user_agent = wikiluigi-scale-bench (bench@example.invalid)
 """
-
-
-def size(text: str) -> int:
-    text = text.strip().lower()
-    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
-    return int(float(text.rstrip("km")) * factor)
-
-
-class Measure:
-    """Wall time and the peak of the summed RSS of a process and all its descendants."""
-
-    def __init__(self):
-        self.peak = self.peak_pss = self._polls = 0
-        self._stop = threading.Event()
-
-    def watch(self, pid: int) -> None:
-        def poll():
-            try:
-                root = psutil.Process(pid)
-            except psutil.NoSuchProcess:
-                return
-            while not self._stop.is_set():
-                rss = pss = 0
-                try:
-                    for proc in [root, *root.children(recursive=True)]:
-                        try:
-                            rss += proc.memory_info().rss
-                            if self._polls % 4 == 0:
-                                pss += proc.memory_full_info().pss
-                        except (psutil.NoSuchProcess, psutil.AccessDenied):
-                            pass
-                except psutil.NoSuchProcess:
-                    return
-                self.peak = max(self.peak, rss)
-                self.peak_pss = max(self.peak_pss, pss)
-                self._polls += 1
-                time.sleep(0.05)
-        self._thread = threading.Thread(target=poll, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_luigi(data_dir: Path, task: str, workers: int) -> dict:
