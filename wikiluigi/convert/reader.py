@@ -165,9 +165,7 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
             _add_preformatted(blocks, preformatted, verbatim)
             preformatted = []
         if first in ("*", "#", ":", ";"):
-            if paragraph:
-                _add_paragraph(blocks, paragraph, verbatim)
-                paragraph = []
+            _end_paragraph(blocks, paragraph, verbatim)
             math = _DISPLAY_MATH.match(line) if first == ":" else None
             if math and verbatim[int(math.group(1))] is not None and verbatim[int(math.group(1))]["t"] == "Math":
                 # `:<math>`: display maths, inline in a paragraph that goes on with the lines after it
@@ -178,17 +176,13 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
             _list_line(blocks, line, verbatim, containers)
             continue
         if first == "\ue017" and _SOURCE_PLACEHOLDER.fullmatch(line):
-            if paragraph:
-                _add_paragraph(blocks, paragraph, verbatim)
-                paragraph = []
+            _end_paragraph(blocks, paragraph, verbatim)
             blocks.append(verbatim[int(line[1:-1])])
             continue
         if first == "\ue013":
             placeholder = _BLOCK_PLACEHOLDER.fullmatch(line)
             if placeholder:
-                if paragraph:
-                    _add_paragraph(blocks, paragraph, verbatim)
-                    paragraph = []
+                _end_paragraph(blocks, paragraph, verbatim)
                 kind, content, attributes = containers[int(placeholder.group(1))]
                 if kind in ("ol", "ul"):
                     blocks.append(_html_list(kind, content, attributes, verbatim))
@@ -201,41 +195,30 @@ def _blocks(text: str, verbatim: list, containers: list) -> list:
                     blocks.extend(inner)
                 continue
         if not line.strip():
-            if paragraph:
-                _add_paragraph(blocks, paragraph, verbatim)
-                paragraph = []
+            _end_paragraph(blocks, paragraph, verbatim)
             continue
         if first == "=":
             heading = _HEADING.match(line)
             if heading:
-                if paragraph:
-                    _add_paragraph(blocks, paragraph, verbatim)
-                    paragraph = []
+                _end_paragraph(blocks, paragraph, verbatim)
                 inlines = read_inlines(heading.group(2).strip(), verbatim)
                 if has_text(inlines):
                     blocks.append({"t": "Header", "c": [len(heading.group(1)), ["", [], []], inlines]})
                 continue
         if first == " " or first == "\t":
-            if paragraph:
-                _add_paragraph(blocks, paragraph, verbatim)
-                paragraph = []
+            _end_paragraph(blocks, paragraph, verbatim)
             preformatted.append(line)
             continue
         if first == "<" and _LONE_TAG.fullmatch(line):  # a <div> never closed, a stray </div>: pandoc drops it
-            if paragraph:
-                _add_paragraph(blocks, paragraph, verbatim)
-                paragraph = []
+            _end_paragraph(blocks, paragraph, verbatim)
             continue
         if line.startswith("----"):
-            if paragraph:
-                _add_paragraph(blocks, paragraph, verbatim)
-                paragraph = []
+            _end_paragraph(blocks, paragraph, verbatim)
             line = line.lstrip("-")
             if not line.strip():
                 continue
         paragraph.append(line)
-    if paragraph:
-        _add_paragraph(blocks, paragraph, verbatim)
+    _end_paragraph(blocks, paragraph, verbatim)
     if preformatted:
         _add_preformatted(blocks, preformatted, verbatim)
     return _join_lists(blocks)
@@ -280,10 +263,13 @@ def _add_preformatted(blocks: list, lines: list[str], verbatim: list) -> None:
         blocks.append({"t": "Para", "c": inlines})
 
 
-def _add_paragraph(blocks: list, lines: list[str], verbatim: list) -> None:
-    inlines = read_inlines("\n".join(lines), verbatim)
-    if has_text(inlines):
-        blocks.append({"t": "Para", "c": inlines})
+def _end_paragraph(blocks: list, lines: list[str], verbatim: list) -> None:
+    """The paragraph of the lines gathered so far (if any) added to the blocks; `lines` emptied."""
+    if lines:
+        inlines = read_inlines("\n".join(lines), verbatim)
+        if has_text(inlines):
+            blocks.append({"t": "Para", "c": inlines})
+        lines.clear()
 
 
 def _list_line(blocks: list, line: str, verbatim: list, containers: list) -> None:
