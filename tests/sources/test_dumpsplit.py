@@ -11,7 +11,7 @@ import pytest
 from tests.support import synthetic_wiki
 from wikiluigi import durable, paths
 from wikiluigi.errors import DumpError
-from wikiluigi.sources import dumpsplit
+from wikiluigi.sources import dump, dumpsplit
 from wikiluigi.sources.derived import Derived
 from wikiluigi.sources.source import dump_stamp, open_chunk_source
 
@@ -123,3 +123,50 @@ def test_a_damaged_chunk_file_is_an_error_naming_it_then_cut_again(plain):
     found = pages_of(plain, 2)
     written = {title: text for title, ns, page_id, text, redirect in synthetic_wiki.iter_pages(300, paragraphs=1)}
     assert {title: page.text for title, page in found.items()} == {t: written[t] for t in plain.chunk(2)}  # whole again
+
+
+def spool_of(meta: Derived, namespaces=(0,), stamp: str | None = None) -> None:
+    """What DeriveManifest's pass leaves: the pages of the namespaces, in dump order, in the spool."""
+    spool = dumpsplit.Spool(meta.name, namespaces)
+    for page in dump.iter_pages(meta.source["dump"]):
+        spool.add(page)
+    spool.finish(meta.dump_stamp if stamp is None else stamp)
+
+
+def chunks(meta: Derived) -> list[bytes]:
+    return [gzip.decompress(dumpsplit.chunk_file(meta.name, chunk).read_bytes()) for chunk in range(meta.chunk_count)]
+
+
+def test_the_split_reads_derive_s_spool_not_the_dump_and_writes_the_same_chunks(plain, monkeypatch):
+    dumpsplit.split(plain)
+    from_the_dump = chunks(plain)
+    spool_of(plain)
+    folder = dumpsplit.folder(plain.name)
+    assert (folder / dumpsplit.SPOOL).exists() and (folder / dumpsplit.SPOOL_RECORD).exists()
+
+    def no_dump(*args, **kwargs):
+        raise AssertionError("the dump was read again")
+    monkeypatch.setattr(dump, "iter_pages", no_dump)
+    assert dumpsplit.split(plain) == 300
+    assert chunks(plain) == from_the_dump and dumpsplit.is_split(plain)
+    assert not (folder / dumpsplit.SPOOL).exists() and not (folder / dumpsplit.SPOOL_RECORD).exists()  # disk back
+
+
+@pytest.mark.parametrize("spoiled", ["another namespace", "another dump", "cut short", "never finished"])
+def test_a_spool_that_lacks_pages_or_does_not_read_is_passed_over_for_the_dump(plain, spoiled):
+    dumpsplit.split(plain)
+    from_the_dump = chunks(plain)
+    folder = dumpsplit.folder(plain.name)
+    spool_of(plain, namespaces=(1,) if spoiled == "another namespace" else (0,),
+             stamp="1:2" if spoiled == "another dump" else None)
+    if spoiled == "cut short":
+        spool = folder / dumpsplit.SPOOL
+        spool.write_bytes(spool.read_bytes()[:-200] + bytes(200))  # same size, garbage at the end
+    if spoiled == "never finished":
+        spool = dumpsplit.Spool(plain.name, (0,))
+        spool.add(next(dump.iter_pages(plain.source["dump"])))
+        spool.discard()
+        assert sorted(os.listdir(folder)) == [f"chunk-0000{n}.jsonl.gz" for n in range(3)] + ["split.json"]
+    assert dumpsplit.split(plain) == 300
+    assert chunks(plain) == from_the_dump
+    assert not (folder / dumpsplit.SPOOL).exists()

@@ -310,3 +310,32 @@ def test_a_page_emptied_by_a_power_cut_is_fetched_again(tmp_path):
         run_luigi(data_dir, task, "--manifest", "isles", *(["--title", "Full"] if task == "FetchPage" else []),
                   "--local-scheduler", check_returncode=0)
         assert raw_page.read_text(encoding="utf-8") == "Some text.", task
+
+
+def test_a_compressed_dump_is_decompressed_once_derive_s_pass_feeds_the_split(tmp_path):
+    """An all_pages manifest of a .bz2 dump: DeriveManifest keeps the pages it reads in a spool, SplitDump cuts
+    the chunks from it (the dump is not read again) and removes it; the pages are the dump's, byte for byte."""
+    import gzip
+    from tests.support import synthetic_wiki
+    wiki = synthetic_wiki.write_plain(tmp_path / "dumps" / "synth.xml.bz2", 120, paragraphs=1)
+    data_dir = make_data_dir(tmp_path / "data", {"synth": {"dump": str(wiki.dump), "all_pages": True}},
+                             config="[fetch]\nchunk_size = 50\n")
+    chunks = data_dir / ".cache" / "dump-chunks" / "synth"
+    run_luigi(data_dir, "DeriveManifest", "--manifest", "synth", "--local-scheduler", check_returncode=0)
+    assert sorted(p.name for p in chunks.iterdir()) == ["spool.json", "spool.jsonl.gz"]
+    # One page marked in the spool: its raw file then shows where the split read it.
+    spool = chunks / "spool.jsonl.gz"
+    lines = gzip.decompress(spool.read_bytes()).splitlines(keepends=True)
+    marked = json.loads(lines[0])
+    lines[0] = json.dumps({**marked, "text": "Read from the spool."}).encode() + b"\n"
+    spool.write_bytes(gzip.compress(b"".join(lines)))
+    record = json.loads((chunks / "spool.json").read_text())
+    (chunks / "spool.json").write_text(json.dumps({**record, "size": spool.stat().st_size}))
+    run_luigi(data_dir, "Scrape", "--manifest", "synth", "--local-scheduler", check_returncode=0)
+    assert sorted(p.name for p in chunks.iterdir()) == ["chunk-00000.jsonl.gz", "chunk-00001.jsonl.gz",
+                                                      "chunk-00002.jsonl.gz", "split.json"]
+    raw = data_dir / "raw" / "mediawiki" / "synthetic.example.invalid"
+    written = {title: text for title, ns, page_id, text, redirect in synthetic_wiki.iter_pages(120, paragraphs=1)}
+    written[marked["title"]] = "Read from the spool."
+    assert {name: (raw / name).read_text(encoding="utf-8") for name in files(raw, ".mediawiki")} == \
+        {f"{title_to_stem(t)}.mediawiki": written[t] for t in wiki.articles}

@@ -4,6 +4,11 @@ A plain `.xml`, `.xml.bz2`, `.gz` or `.xz` export can only be read from its star
 reading it (chunks x dump size), one task reads it once and leaves each chunk's pages in
 `.cache/dump-chunks/<manifest>/chunk-<N>.jsonl.gz` (JSON lines, gzip level 1); `split.json`, written
 last, says which derived manifest and which dump the files were cut for, and each file's size.
+
+A compressed dump costs most of its reading in decompression, and DeriveManifest has read it once already:
+for an `all_pages` manifest its pass keeps the pages of the manifest's namespaces in a spool
+(`spool.jsonl.gz`, the chunk files' lines in dump order, `spool.json` written last), which the split reads
+instead of the dump when it holds every page of the derived manifest, then removes.
 """
 import bisect
 import errno
@@ -24,6 +29,8 @@ from wikiluigi.sources.mediawiki import Revision
 # memory is chunks x this (at most MAX_CHUNKS x 64 KiB), however many pages the dump holds.
 _BUFFER_BYTES = 1 << 16
 SPLIT_RECORD = "split.json"
+SPOOL, SPOOL_RECORD = "spool.jsonl.gz", "spool.json"
+_SPOOL_BUFFER_BYTES = 1 << 20
 
 
 def folder(manifest: str) -> Path:
@@ -71,11 +78,94 @@ def _size(path: Path) -> int | None:
         return None
 
 
+def _chunk_line(page) -> bytes:
+    return json.dumps({"title": page.title, "revision_id": page.revision_id, "timestamp": page.timestamp,
+                       "text": page.text}, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+class Spool:
+    """The pages of some namespaces (redirects left out) kept from DeriveManifest's pass over a compressed
+    dump, so that the split need not decompress it again. `add` each page, then `finish`; a spool never
+    finished is no spool (its temporary file goes)."""
+
+    def __init__(self, manifest: str, namespaces):
+        self.manifest, self.namespaces = manifest, frozenset(namespaces)
+        target = folder(manifest)
+        durable.make_folder(target)
+        (target / SPOOL_RECORD).unlink(missing_ok=True)  # (the record first: a spool without one is none)
+        (target / SPOOL).unlink(missing_ok=True)
+        self.temporary = pagefiles.temporary_name(target / SPOOL)
+        self.out = open(self.temporary, "xb")
+        self.buffer: list[bytes] = []
+        self.size = 0
+
+    def add(self, page) -> None:
+        if page.ns in self.namespaces and not page.is_redirect:
+            line = _chunk_line(page)
+            self.buffer.append(line)
+            self.size += len(line)
+            if self.size >= _SPOOL_BUFFER_BYTES:
+                self._flush()
+
+    def _flush(self) -> None:
+        self.out.write(gzip.compress(b"".join(self.buffer), compresslevel=1, mtime=0))
+        self.buffer, self.size = [], 0
+
+    def finish(self, dump_stamp: str) -> None:
+        """The spool on disk under its name, then its record (the dump it was read from, its size)."""
+        try:
+            self._flush()
+            self.out.close()
+            durable.sync_file(self.temporary)
+            spool = folder(self.manifest) / SPOOL
+            os.replace(self.temporary, spool)
+            durable.sync_folder(spool.parent)
+            pagefiles.write_json(spool.parent / SPOOL_RECORD, {"dump_stamp": dump_stamp, "size": _size(spool)})
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        self.out.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+def _spooled_pages(derived: Derived) -> Iterator | None:
+    """The pages DeriveManifest's pass kept for this dump, as the split reads them; None when there is no
+    spool of this dump (another dump, cut short, never finished)."""
+    spool = folder(derived.name) / SPOOL
+    try:
+        recorded = json.loads((spool.parent / SPOOL_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or recorded.get("dump_stamp") != derived.dump_stamp \
+            or recorded.get("size") != _size(spool):
+        return None
+
+    def pages():
+        try:
+            with gzip.open(spool, "rb") as lines:
+                for line in lines:
+                    yield json.loads(line)["title"], line
+        except (OSError, EOFError, ValueError, KeyError, zlib.error) as error:
+            raise _SpoolUnreadable(str(error)) from None
+    return pages()
+
+
+class _SpoolUnreadable(Exception):
+    """The spool is damaged: the split reads the dump instead."""
+
+
+def _forget_spool(target: Path) -> None:
+    (target / SPOOL_RECORD).unlink(missing_ok=True)
+    (target / SPOOL).unlink(missing_ok=True)
+
+
 def split(derived: Derived, progress=None) -> int:
-    """One pass over the dump: every page of the derived manifest into its chunk's file. Returns the
-    number of pages written; a page the dump does not hold is simply absent (its chunk says so).
-    Each chunk is written to a temporary file of this run's own (never one a killed run left), fsync'ed
-    and renamed into place at the end; split.json, with each file's size, is written last."""
+    """One pass over the dump (or over DeriveManifest's spool of it, when that holds every page): every page
+    of the derived manifest into its chunk's file. Returns the number of pages written; a page the dump
+    does not hold is simply absent (its chunk says so). Each chunk is written to a temporary file of this
+    run's own (never one a killed run left), fsync'ed and renamed into place at the end; split.json, with
+    each file's size, is written last."""
     target = folder(derived.name)
     durable.make_folder(target)
     (target / SPLIT_RECORD).unlink(missing_ok=True)
@@ -83,6 +173,23 @@ def split(derived: Derived, progress=None) -> int:
     for old in [*target.glob("chunk-*"), *target.glob(".chunk-*.part")]:  # .part: an older wikiluigi's
         old.unlink()
     pagefiles.remove_stale_temporaries(target)
+    spooled, written = _spooled_pages(derived), None
+    if spooled is not None:
+        try:
+            written = _cut(derived, target, spooled, progress, every_page=True)
+        except _SpoolUnreadable:
+            pass
+    _forget_spool(target)  # (used, or of no use: its disk back either way)
+    if written is not None:
+        return written
+    dump_pages = ((page.title, _chunk_line(page))
+                  for page in dump.iter_pages(Path(derived.source["dump"]), titles=derived.title_set))
+    return _cut(derived, target, dump_pages, progress)
+
+
+def _cut(derived: Derived, target: Path, pages, progress, every_page: bool = False) -> int | None:
+    """(title, chunk line) of the pages into the chunk files; with `every_page`, None (nothing written)
+    when some page of the derived manifest was not among them."""
     firsts = [derived.titles[i] for i in range(0, len(derived.titles), derived.chunk_size)]
     buffers: dict[int, list[bytes]] = {}
     sizes: dict[int, int] = {}
@@ -99,11 +206,14 @@ def split(derived: Derived, progress=None) -> int:
             out.write(gzip.compress(b"".join(buffers.pop(chunk)), compresslevel=1, mtime=0))
         sizes[chunk] = 0
 
+    wanted, seen = derived.title_set, set()
     try:
-        for page in dump.iter_pages(Path(derived.source["dump"]), titles=derived.title_set):
-            chunk = bisect.bisect_right(firsts, page.title) - 1
-            line = json.dumps({"title": page.title, "revision_id": page.revision_id, "timestamp": page.timestamp,
-                               "text": page.text}, ensure_ascii=False).encode("utf-8") + b"\n"
+        for title, line in pages:
+            if every_page:  # (a spool holds every page of the namespaces, each as often as the dump)
+                if title not in wanted or title in seen:
+                    continue
+                seen.add(title)
+            chunk = bisect.bisect_right(firsts, title) - 1
             buffers.setdefault(chunk, []).append(line)
             sizes[chunk] = sizes.get(chunk, 0) + len(line)
             if sizes[chunk] >= _BUFFER_BYTES:
@@ -111,6 +221,8 @@ def split(derived: Derived, progress=None) -> int:
             written += 1
             if progress and written % 1000 == 0:
                 progress(written, len(derived.titles))
+        if every_page and written < len(derived.titles):
+            return None
         for chunk in list(buffers):
             flush(chunk)
         durable.sync_files(list(temporaries.values()))   # every chunk's file on disk (one syncfs), then named

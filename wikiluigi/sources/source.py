@@ -135,6 +135,7 @@ class DumpSource:
         self.path = path
         self.index = index
         self._index: _DumpIndex | None = None
+        self.spool = None  # a dumpsplit.Spool: the pages of the pass over a plain dump are handed to it
 
     @property
     def host(self) -> str:
@@ -170,7 +171,7 @@ class DumpSource:
         dump's streams are read by one process per core, each its own run of streams (from the index)."""
         processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if self.index is None or processes < 2:
-            yield from _iter_summaries(self.path, None, category_names, prefixes, capitalize)
+            yield from _iter_summaries(self.path, None, category_names, prefixes, capitalize, self.spool)
             return
         offsets = sorted({offset for offset, _, _ in dump.iter_index(self.index)})
         parts = min(len(offsets), processes * 4)  # a few parts a process: one slow part holds up no one
@@ -222,10 +223,13 @@ class DumpSource:
         yield from dump.found_or_missing(titles, found, self.path.name)
 
 
-def _iter_summaries(path: Path, streams: tuple[int, int] | None, category_names, prefixes, capitalize
-                    ) -> Iterator[tuple]:
-    """What the category walk needs of each page of a dump (or of a run of its streams)."""
+def _iter_summaries(path: Path, streams: tuple[int, int] | None, category_names, prefixes, capitalize,
+                    spool=None) -> Iterator[tuple]:
+    """What the category walk needs of each page of a dump (or of a run of its streams); each page also
+    handed to `spool` (its `add`), if given."""
     for page in dump.iter_pages(path, streams=streams):
+        if spool is not None:
+            spool.add(page)
         redirect = canonical_title(page.redirect_target, prefixes, capitalize) if page.redirect_target else None
         categories = [canonical_title(category.split(":", 1)[-1], capitalize=capitalize)
                       for category in dump.category_links(page.text, category_names, capitalize=capitalize)]

@@ -64,7 +64,17 @@ class DeriveManifest(UsesTheApi, ManifestTask):
         manifest = self.load_manifest()
         source_record = full_source_of(manifest)
         with open_source(source_record) as source:
-            resolution = resolve_manifest(source, manifest, progress=self.report)
+            spool = self._spool(manifest, source_record)
+            if spool:
+                source.spool = spool
+            try:
+                resolution = resolve_manifest(source, manifest, progress=self.report)
+            except BaseException:
+                if spool:
+                    spool.discard()
+                raise
+            if spool:
+                spool.finish(dump_stamp(manifest.dump))
             titles, offsets = resolution.titles, None
             if source_record.get("index"):
                 self.report(0, 1, f"looking up {len(titles)} pages in {source.index.name}")
@@ -85,6 +95,14 @@ class DeriveManifest(UsesTheApi, ManifestTask):
         if previous and "dump" in previous and previous.get("index") != source_record.get("index"):
             forget_dump_misses(result.host, source_record["dump"])  # read another way now: look them up again
         self.report(1, 1, f"{len(titles)} pages in {result.chunk_count} chunks")
+
+    def _spool(self, manifest, source_record: dict) -> "dumpsplit.Spool | None":
+        """For an all_pages manifest of a compressed dump read from its start, a spool of the pass's pages:
+        SplitDump then reads them instead of decompressing the dump a second time."""
+        if not (manifest.all_pages and plain_dump_recorded(source_record)
+                and Path(source_record["dump"]).suffix in (".bz2", ".gz", ".xz")):
+            return None
+        return dumpsplit.Spool(self.manifest, manifest.namespaces)
 
     def recorded_source(self) -> dict | None:
         """The source the derived manifest on disk recorded, if there is one that reads."""
