@@ -15,7 +15,9 @@ and where our time goes (prepare, reader, filters, JSON, writer). Beside them, t
                         text output, not Markdown): the peer that corpus builders pick
 and an end-to-end row: `Wikipedia` (all_pages, one worker, from an empty data directory) on the enwiki
 dump against `python -m wikiextractor.WikiExtractor DUMP --processes 1` on the same file: articles per
-CPU-second of the whole process tree. --peers-only skips the bare and naive pandoc runs.
+CPU-second of the whole process tree; then the same on a dump of the enwiki articles --copies times over
+(8: 848 articles, the size of the issue's 760-article dump), where the start of each program (Python,
+Luigi, the imports) weighs as it does on a real dump. --peers-only skips the bare and naive pandoc runs.
 
 pandoc's reader rejects some real pages outright, so the bare and naive runs (and ours, for the ratios)
 use the pages pandoc can read alone; ours is also timed on all pages. The bare one-process run is cut off
@@ -139,7 +141,27 @@ def pages_are_articles(pages: dict[str, str]) -> bool:
     return sum(len(t) for t in pages.values()) / max(1, len(pages)) > 10_000
 
 
-def end_to_end(dump: Path, rounds: int = 3) -> None:
+def replicated_dump(dump: Path, copies: int, folder: Path) -> Path:
+    """The dump's pages `copies` times over (titles of the copies marked "(copy N)", ids moved on) as one
+    .xml.bz2: a dump of the size the issue measured (760 articles) made of the fixture's real articles."""
+    import bz2
+    import re
+
+    text = bz2.decompress(dump.read_bytes()).decode("utf-8")
+    head, first = text[:text.index("  <page>")], text.index("  <page>")
+    last = text.rindex("</page>") + len("</page>\n")
+    pages, tail = text[first:last], text[last:]
+    out = [head, pages]
+    for copy in range(2, copies + 1):
+        renamed = re.sub(r"<title>(.*?)</title>", lambda m: f"<title>{m.group(1)} (copy {copy})</title>", pages)
+        out.append(re.sub(r"<id>(\d+)</id>", lambda m: f"<id>{int(m.group(1)) + copy * 10_000_000}</id>", renamed))
+    out.append(tail)
+    target = folder / f"{dump.name.split('.')[0]}-x{copies}.xml.bz2"
+    target.write_bytes(bz2.compress("".join(out).encode("utf-8"), 9))
+    return target
+
+
+def end_to_end(dump: Path, rounds: int = 3, engines: tuple[str, ...] = ("auto", "pandoc")) -> None:
     """`Wikipedia` on a dump, one worker, against WikiExtractor on the same file: CPU of the process tree;
     the best of `rounds` alternated runs for `engine = auto` and WikiExtractor, one for `engine = pandoc`."""
     import shutil
@@ -157,7 +179,7 @@ def end_to_end(dump: Path, rounds: int = 3) -> None:
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         env.pop("LUIGI_CONFIG_PATH", None)
         runs: dict[str, list] = {}
-        for number, engine in enumerate(["auto", "pandoc"] + ["auto"] * (rounds - 1)):
+        for number, engine in enumerate(list(engines) + ["auto"] * (rounds - 1)):
             folder = work / f"{engine}-{number}"  # (an empty data directory each time)
             shutil.copytree(work / "manifests", folder / "manifests")
             (folder / "luigi.cfg").write_text(f"[core]\nlog_level = WARNING\n[convert]\nengine = {engine}\n")
@@ -180,7 +202,7 @@ def end_to_end(dump: Path, rounds: int = 3) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n== end to end: {dump.name} ({articles} articles), dump to files, one worker / one process, "
-          f"best of {rounds} runs (pandoc engine: one)")
+          f"best of {rounds} runs" + (" (pandoc engine: one)" if "pandoc" in engines else ""))
     rates = {}
     for name, (clock, made) in rows.items():
         rates[name] = articles / clock.cpu
@@ -317,6 +339,8 @@ def main():
     parser.add_argument("--bare-limit", type=float, default=None, help="seconds for the bare one-process run")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of the fast engine and WikiExtractor (alternated) whose best is printed")
+    parser.add_argument("--copies", type=int, default=8,
+                        help="the second end-to-end row: the enwiki articles this many times over in one dump")
     parser.add_argument("--peers-only", action="store_true",
                         help="only the engines, WikiExtractor and the end-to-end row (no bare or naive pandoc runs)")
     args = parser.parse_args()
@@ -330,6 +354,9 @@ def main():
     peers(f"English Wikipedia ({ENWIKI.name})", every, args.rounds)
     peers(f"small pages ({STARTREK.name})", small, args.rounds)
     end_to_end(ENWIKI, args.rounds)
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="convert-bench-dump-") as folder:
+        end_to_end(replicated_dump(ENWIKI, args.copies, Path(folder)), args.rounds, engines=("auto",))
     if args.peers_only:
         return
     compare(f"English Wikipedia ({ENWIKI.name})", every, args.quick, limit)
