@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from wikiluigi import paths
 from wikiluigi.corpus import tokens, trainingset as corpus, vocabulary
 from wikiluigi.errors import ModelError
 
@@ -88,9 +89,11 @@ def test_a_killed_writers_temporaries_go_and_a_live_ones_stay(corpus_copy, tiny_
     folder = corpus_copy / "tokens" / tiny_model.name
     folder.mkdir(parents=True)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = folder / f".train.bin.{int(gone.stdout)}.part"
-    live = folder / f".train.bin.{os.getppid()}.part"
-    for path in (dead, live):
+    machine = paths.machine_name()
+    dead = [folder / f".tmp-{int(gone.stdout)}-1-0@{machine}.part", folder / f".train.bin.{int(gone.stdout)}.part"]
+    live = [folder / f".tmp-{os.getppid()}-1-0@{machine}.part", folder / f".train.bin.{os.getppid()}.part"]
+    for path in dead + live:                  # pagefiles' temporaries, and those of earlier versions
         path.write_bytes(b"\0" * 10)
     tokens.write_tokens(corpus_copy, tiny_model, workers=1)
-    assert not dead.exists() and live.exists() and tokens.problem(corpus_copy, tiny_model) is None
+    assert not any(path.exists() for path in dead) and all(path.exists() for path in live)
+    assert tokens.problem(corpus_copy, tiny_model) is None

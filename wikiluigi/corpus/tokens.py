@@ -206,21 +206,15 @@ def write_tokens(corpus_dir, model_dir, *, workers: int | None = None, progress=
     info = {**want, "dtype": dtype, "n_vocab": n_vocab, "workers": workers}
     done = 0
     for side, text, name in SIDES:
-        tmp = target / f".{name}.{os.getpid()}.part"
         count = 0
-        try:
-            with open(tmp, "wb") as out:
-                if sizes[side]:
-                    for data, size in encoded_blocks(corpus_dir / text, model_dir, dtype, workers, block_bytes):
-                        out.write(data)
-                        count += len(data)
-                        done += size
-                        if progress is not None:
-                            progress(done, total)
-            pagefiles.publish(tmp, target / name)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with pagefiles.open_atomic(target / name) as out:      # a kill leaves a temporary, removed next time
+            if sizes[side]:
+                for data, size in encoded_blocks(corpus_dir / text, model_dir, dtype, workers, block_bytes):
+                    out.write(data)
+                    count += len(data)
+                    done += size
+                    if progress is not None:
+                        progress(done, total)
         info[side] = {"tokens": count // (2 if dtype == "uint16" else 4),
                       "pages": (stats.get(side) or {}).get("pages"), "bytes": count}
     pagefiles.write_json(target / INFO, info)
