@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from wikiluigi.corpus import vocabulary
 from wikiluigi.errors import ModelError
 from wikiluigi.training import runfolder, sampling
 
@@ -51,7 +52,11 @@ def test_generate_clamps_a_length_beyond_n_ctx_and_keeps_the_prefix(trained, tmp
     result = sampling.generate(trained[0], tmp_path / "gen", nsamples=2, length=1000, prefix="Spock", seed=2,
                                truncate=False)
     message = "length 1000 is more than this model can write: its window n_ctx is 128 tokens"
-    context = 4 + 1                       # the page start (<|endoftext|>, \n, <|startoftext|>, \n) and "Spock"
+    # The page start (<|endoftext|>, \n, <|startoftext|>, \n) and "Spock", in the model's own vocabulary (learnt
+    # from the training pages only: "Spock", a held-out page's title, may take more than one token).
+    tokenizer = vocabulary.load_tokenizer(runfolder.checkpoint_folder(trained[0], runfolder.BEST)[0])
+    context = len(vocabulary.start_context(tokenizer)) + len(tokenizer.encode("Spock").ids)
+    assert len(vocabulary.start_context(tokenizer)) == 4
     assert result["length"] == 128 - context and message in result["messages"][0] and message in caplog.text
     assert (tmp_path / "gen" / "sample-001.txt").read_text(encoding="utf-8").startswith("Spock")
 
