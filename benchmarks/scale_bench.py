@@ -35,7 +35,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from tests.support import synthetic_wiki  # noqa: E402
-from wikiluigi.sources import dump  # noqa: E402
 from measure import Measure, size  # noqa: E402  (benchmarks/measure.py)
 
 # English Wikipedia, pages-articles-multistream (the figures): 6.8 million articles, 22 GB of bz2.

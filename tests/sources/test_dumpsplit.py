@@ -170,3 +170,12 @@ def test_a_spool_that_lacks_pages_or_does_not_read_is_passed_over_for_the_dump(p
     assert dumpsplit.split(plain) == 300
     assert chunks(plain) == from_the_dump
     assert not (folder / dumpsplit.SPOOL).exists()
+
+
+def test_a_spool_of_a_killed_derive_is_gone_at_the_next_one(plain):
+    folder = dumpsplit.folder(plain.name)
+    folder.mkdir(parents=True)
+    killed = folder / f".tmp-{dead_pid()}-1-0@{paths.machine_name()}.part"
+    killed.write_bytes(b"half a spool")
+    spool_of(plain)
+    assert sorted(os.listdir(folder)) == [dumpsplit.SPOOL_RECORD, dumpsplit.SPOOL]

@@ -94,6 +94,7 @@ class Spool:
         durable.make_folder(target)
         (target / SPOOL_RECORD).unlink(missing_ok=True)  # (the record first: a spool without one is none)
         (target / SPOOL).unlink(missing_ok=True)
+        pagefiles.remove_stale_temporaries(target)  # (a spool or split of a killed run)
         self.temporary = pagefiles.temporary_name(target / SPOOL)
         self.out = open(self.temporary, "xb")
         self.buffer: list[bytes] = []
