@@ -2,15 +2,16 @@
 
 On every non-redirect article of the real English Wikipedia excerpt (tests/fixtures; 54 KB a page),
 then of the Star Trek wiki (small pages, 1.5 KB), side by side in one run:
-  ours            convert_within_budget in chunks of 200 (ProcessPages' path): a child process per chunk
-                  under the page budget, 2 pandoc processes per chunk + filters
+  ours            convert_within_budget in ProcessPages' batches (stage.convert_batches: 100 pages with
+                  pandoc; with the fast path, until 100 pages and 2M characters, or 1,000 pages): a child
+                  process per batch under the page budget, 2 pandoc processes per batch + filters
   bare, one run   one pandoc process, mediawiki -> gfm, over the concatenated wikitext: pandoc alone
   bare, per page  one pandoc process per page, mediawiki -> gfm: pandoc alone, without the cross-page cost
   naive           one pypandoc.convert_text call per page (the design this replaces)
 and where our time goes (prepare, reader, filters, JSON, writer). Beside them, the engines and the peer:
-  fast, chunks of 200   convert_within_budget with `engine = auto` (the fast reader and Markdown writer,
+  fast (auto)           convert_within_budget with `engine = auto` (the fast reader and Markdown writer,
                         pandoc for the pages it leaves): pages per CPU-second, pages sent to pandoc
-  pandoc, chunks of 200 the same with `engine = pandoc` (today's path for every page)
+  pandoc                the same with `engine = pandoc` (today's path for every page)
   WikiExtractor 3.1.0   its Extractor on the same wikitext, one page after another in this process (its
                         text output, not Markdown): the peer that corpus builders pick
 and an end-to-end row: `Wikipedia` (all_pages, one worker, from an empty data directory) on the enwiki
@@ -39,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wikiluigi.convert import pandoc as convert  # noqa: E402
 from wikiluigi.convert.budget import convert_within_budget  # noqa: E402
 from wikiluigi.convert.pandoc import Budget, ConvertOptions, convert_pages  # noqa: E402
+from wikiluigi.convert.stage import convert_batches  # noqa: E402
 from wikiluigi.sources.dump import iter_pages  # noqa: E402
 from wikiluigi.sources.manifest import DEFAULT_DROP_SECTIONS  # noqa: E402
 
@@ -68,13 +70,11 @@ class Clock:
 
 
 def ours(pages: dict[str, str], engine: str = "pandoc"):
-    titles = list(pages)
     failed = 0
     engines: dict[str, int] = {}
     with Clock() as clock:
-        for start in range(0, len(titles), CHUNK):
-            chunk = {t: pages[t] for t in titles[start:start + CHUNK]}
-            for result in convert_within_budget(chunk, OPTIONS, Budget(), engine=engine).values():
+        for batch in convert_batches(pages, engine):  # (ProcessPages' batches: a child process each)
+            for result in convert_within_budget(batch, OPTIONS, Budget(), engine=engine).values():
                 failed += not result.ok
                 if result.ok:
                     engines[result.engine] = engines.get(result.engine, 0) + 1
@@ -340,19 +340,22 @@ def main():
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of the fast engine and WikiExtractor (alternated) whose best is printed")
     parser.add_argument("--copies", type=int, default=8,
-                        help="the second end-to-end row: the enwiki articles this many times over in one dump")
+                        help="the second end-to-end row: the enwiki articles this many times over in one dump; "
+                             "the small pages are also converted 5 times this many times over")
     parser.add_argument("--peers-only", action="store_true",
                         help="only the engines, WikiExtractor and the end-to-end row (no bare or naive pandoc runs)")
     args = parser.parse_args()
     limit = args.bare_limit or (30.0 if args.quick else 120.0)
     version = subprocess.run([convert.pandoc_path(), "--version"], capture_output=True, text=True).stdout.split()[1]
-    print(f"pandoc {version}, {os.cpu_count()} CPUs, chunks of {CHUNK}, ratios by CPU time (this process and "
+    print(f"pandoc {version}, {os.cpu_count()} CPUs, ProcessPages' batches, ratios by CPU time (this process and "
           f"its children) and by wall time")
 
     every = {p.title: p.text for p in iter_pages(ENWIKI) if p.ns == 0 and not p.is_redirect}
     small = {p.title: p.text for p in iter_pages(STARTREK) if p.ns == 0 and not p.is_redirect}
     peers(f"English Wikipedia ({ENWIKI.name})", every, args.rounds)
     peers(f"small pages ({STARTREK.name})", small, args.rounds)
+    many = {f"{title} ({copy})": text for copy in range(1, args.copies * 5 + 1) for title, text in small.items()}
+    peers(f"small pages, {args.copies * 5} times over (full batches, as in a wiki of thousands)", many, args.rounds)
     end_to_end(ENWIKI, args.rounds)
     import tempfile
     with tempfile.TemporaryDirectory(prefix="convert-bench-dump-") as folder:
