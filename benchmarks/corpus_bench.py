@@ -36,7 +36,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
-from measure import Measure, size  # noqa: E402
+from measure import run_measured, size  # noqa: E402
 
 ENWIKI_ARTICLES = 6_800_000
 ENWIKI_MARKDOWN_BYTES = 20e9
@@ -178,17 +178,10 @@ torch_backend.save(torch_backend.make_trainer(hparams, device='cpu', compile=Fal
 def run_stage(data_dir: Path, name: str, args) -> dict:
     code = PRELUDE.format(manifest=MANIFEST, host=HOST, vocab_size=args.vocab_size,
                           rate_bytes=int(args.rate_mb * 1e6)) + STAGES[name] + "\nprint(json.dumps(result))\n"
-    measure = Measure()
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=data_dir, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
-    measure.watch(proc.pid)
-    output, errors = proc.communicate()
-    seconds = time.perf_counter() - start
-    measure.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{errors[-4000:]}")
-    return {"seconds": seconds, "cpu_s": measure.cpu_s, "rss": measure.peak, **json.loads(output.strip().splitlines()[-1])}
+    figures, output = run_measured([sys.executable, "-c", code], name, cwd=data_dir,
+                                   env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    return {"seconds": figures["seconds"], "cpu_s": figures["cpu_s"], "rss": figures["rss"],
+            **json.loads(output.strip().splitlines()[-1])}
 
 
 def bench_size(work: Path, pages: int, args) -> dict:

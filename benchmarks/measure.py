@@ -1,4 +1,5 @@
 """The benchmarks' sampler: peak RSS (and PSS) and CPU seconds of a process and all its descendants, every 50 ms."""
+import subprocess
 import threading
 import time
 
@@ -10,6 +11,22 @@ def size(text: str) -> int:
     text = text.strip().lower()
     factor = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
     return int(float(text.rstrip("km")) * factor)
+
+
+def run_measured(command: list[str], what: str, merge_errors: bool = False, **popen) -> tuple[dict, str]:
+    """Run a command under a Measure: ({"seconds", "cpu_s", "rss", "pss"}, its output); a failure exits the
+    benchmark naming `what` with the end of its errors (`merge_errors`: stderr read with stdout)."""
+    measure = Measure()
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if merge_errors else subprocess.PIPE, text=True, **popen)
+    measure.watch(proc.pid)
+    output, errors = proc.communicate()
+    seconds = time.perf_counter() - start
+    measure.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"{what} failed (exit {proc.returncode}):\n{(output if merge_errors else errors)[-6000:]}")
+    return {"seconds": seconds, "cpu_s": measure.cpu_s, "rss": measure.peak, "pss": measure.peak_pss}, output
 
 
 class Measure:

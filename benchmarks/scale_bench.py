@@ -24,7 +24,6 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from tests.support import synthetic_wiki  # noqa: E402
-from measure import Measure, size  # noqa: E402  (benchmarks/measure.py)
+from measure import run_measured, size  # noqa: E402  (benchmarks/measure.py)
 
 # English Wikipedia, pages-articles-multistream (the issue's figures): 6.8 million articles, 22 GB of bz2.
 ENWIKI_ARTICLES = 6_800_000
@@ -52,17 +51,9 @@ def run_luigi(data_dir: Path, task: str, workers: int) -> dict:
                "--local-scheduler", "--workers", str(workers)]
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     env.pop("LUIGI_CONFIG_PATH", None)
-    measure = Measure()
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=data_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    measure.watch(proc.pid)
-    output, _ = proc.communicate()
-    seconds = time.perf_counter() - start
-    measure.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"{task} failed (exit {proc.returncode}):\n{output[-6000:]}")
+    figures, output = run_measured(command, task, merge_errors=True, cwd=data_dir, env=env)
     tasks = re.search(r"Scheduled (\d+) tasks", output)
-    return {"seconds": seconds, "rss": measure.peak, "pss": measure.peak_pss,
+    return {"seconds": figures["seconds"], "rss": figures["rss"], "pss": figures["pss"],
             "tasks": int(tasks.group(1)) if tasks else 0}
 
 
@@ -70,14 +61,10 @@ def floor_pass(path: Path) -> dict:
     """One plain pass, in a process of its own so that its RSS is its own."""
     code = ("import sys, time; from wikiluigi.sources import dump; t = time.perf_counter(); "
             "n = sum(1 for _ in dump.iter_pages(sys.argv[1])); print(n, time.perf_counter() - t)")
-    measure = Measure()
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
-    measure.watch(proc.pid)
-    output, _ = proc.communicate()
-    measure.stop()
+    figures, output = run_measured([sys.executable, "-c", code, str(path)], "the floor pass",
+                                   env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     pages, seconds = output.split()
-    return {"seconds": float(seconds), "rss": measure.peak, "pss": measure.peak_pss, "tasks": 0,
+    return {"seconds": float(seconds), "rss": figures["rss"], "pss": figures["pss"], "tasks": 0,
             "pages_in_dump": int(pages)}
 
 
