@@ -127,10 +127,9 @@ def test_a_damaged_chunk_file_is_an_error_naming_it_then_cut_again(plain):
 
 def spool_of(meta: Derived, namespaces=(0,), stamp: str | None = None) -> None:
     """What DeriveManifest's pass leaves: the pages of the namespaces, in dump order, in the spool."""
-    spool = dumpsplit.Spool(meta.name, namespaces)
-    for page in dump.iter_pages(meta.source["dump"]):
-        spool.add(page)
-    spool.finish(meta.dump_stamp if stamp is None else stamp)
+    with dumpsplit.Spool(meta.name, namespaces, meta.dump_stamp if stamp is None else stamp) as spool:
+        for page in dump.iter_pages(meta.source["dump"]):
+            spool.add(page)
 
 
 def chunks(meta: Derived) -> list[bytes]:
@@ -163,9 +162,10 @@ def test_a_spool_that_lacks_pages_or_does_not_read_is_passed_over_for_the_dump(p
         spool = folder / dumpsplit.SPOOL
         spool.write_bytes(spool.read_bytes()[:-200] + bytes(200))  # same size, garbage at the end
     if spoiled == "never finished":
-        spool = dumpsplit.Spool(plain.name, (0,))
-        spool.add(next(dump.iter_pages(plain.source["dump"])))
-        spool.discard()
+        with pytest.raises(KeyboardInterrupt):  # (the pass stopped: a Ctrl-C)
+            with dumpsplit.Spool(plain.name, (0,), plain.dump_stamp) as spool:
+                spool.add(next(dump.iter_pages(plain.source["dump"])))
+                raise KeyboardInterrupt
         assert sorted(os.listdir(folder)) == [f"chunk-0000{n}.jsonl.gz" for n in range(3)] + ["split.json"]
     assert dumpsplit.split(plain) == 300
     assert chunks(plain) == from_the_dump

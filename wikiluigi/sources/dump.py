@@ -35,6 +35,21 @@ _COMPRESSIONS = (
     (b"\xfd7zXZ\x00", "xz", lambda raw: lzma.LZMAFile(raw)),
 )
 _SEVEN_ZIP = b"7z\xbc\xaf\x27\x1c"
+
+
+def _compression_of(head: bytes):
+    """(name, opener) of the compression a file's first bytes show, or None for plain XML."""
+    return next(((name, opener) for magic, name, opener in _COMPRESSIONS if head.startswith(magic)), None)
+
+
+def is_compressed(path: Path) -> bool:
+    """Whether a dump is bzip2, gzip or xz, by its first bytes as the reader tells (then reading it is
+    mostly decompressing it)."""
+    try:
+        with open(path, "rb") as file:
+            return _compression_of(file.read(8)) is not None
+    except OSError:
+        return False
 # Expat errors that mean "the input stopped in the middle of the document".
 _TRUNCATED = {
     expat_errors.codes[m]
@@ -267,10 +282,9 @@ def _open(path: Path) -> tuple[BinaryIO, BinaryIO]:
             raise DumpError(f"{path}: is a 7z archive, which is not read directly; unpack it (7z x) or "
                             f"recompress it with bzip2")
         kind, stream = "plain", raw
-        for magic, kind_name, opener in _COMPRESSIONS:
-            if head.startswith(magic):
-                kind, stream = kind_name, opener(raw)
-                break
+        compression = _compression_of(head)
+        if compression is not None:
+            kind, stream = compression[0], compression[1](raw)
         try:
             start = stream.peek(512)[:512]
         except (EOFError, OSError, lzma.LZMAError, zlib.error) as error:

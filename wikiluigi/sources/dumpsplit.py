@@ -85,11 +85,12 @@ def _chunk_line(page) -> bytes:
 
 class Spool:
     """The pages of some namespaces (redirects left out) kept from DeriveManifest's pass over a compressed
-    dump, so that the split need not decompress it again. `add` each page, then `finish`; a spool never
-    finished is no spool (its temporary file goes)."""
+    dump (`dump_stamp`: its size and time before the pass), so that the split need not decompress it again.
+    Used as a context: `add` each page inside it; the spool is kept when the block ends without an error,
+    else its temporary file goes (a spool never finished is no spool)."""
 
-    def __init__(self, manifest: str, namespaces):
-        self.manifest, self.namespaces = manifest, frozenset(namespaces)
+    def __init__(self, manifest: str, namespaces, dump_stamp: str):
+        self.manifest, self.namespaces, self.dump_stamp = manifest, frozenset(namespaces), dump_stamp
         target = folder(manifest)
         durable.make_folder(target)
         (target / SPOOL_RECORD).unlink(missing_ok=True)  # (the record first: a spool without one is none)
@@ -112,22 +113,26 @@ class Spool:
         self.out.write(gzip.compress(b"".join(self.buffer), compresslevel=1, mtime=0))
         self.buffer, self.size = [], 0
 
-    def finish(self, dump_stamp: str) -> None:
-        """The spool on disk under its name, then its record (the dump it was read from, its size)."""
-        try:
-            self._flush()
-            self.out.close()
-            durable.sync_file(self.temporary)
-            spool = folder(self.manifest) / SPOOL
-            os.replace(self.temporary, spool)
-            durable.sync_folder(spool.parent)
-            pagefiles.write_json(spool.parent / SPOOL_RECORD, {"dump_stamp": dump_stamp, "size": _size(spool)})
-        finally:
-            self.discard()
+    def __enter__(self) -> "Spool":
+        return self
 
-    def discard(self) -> None:
+    def __exit__(self, error_type, *error) -> None:
+        try:
+            if error_type is None:
+                self._finish()
+        finally:
+            self.out.close()
+            self.temporary.unlink(missing_ok=True)
+
+    def _finish(self) -> None:
+        """The spool on disk under its name, then its record (the dump it was read from, its size)."""
+        self._flush()
         self.out.close()
-        self.temporary.unlink(missing_ok=True)
+        durable.sync_file(self.temporary)
+        spool = folder(self.manifest) / SPOOL
+        os.replace(self.temporary, spool)
+        durable.sync_folder(spool.parent)
+        pagefiles.write_json(spool.parent / SPOOL_RECORD, {"dump_stamp": self.dump_stamp, "size": _size(spool)})
 
 
 def _spooled_pages(derived: Derived) -> Iterator | None:

@@ -1,4 +1,5 @@
 """The fetch stage as Luigi tasks: DeriveManifest, FetchPages (a chunk), FetchPage (one) and Scrape (all)."""
+import contextlib
 import re
 from array import array
 from pathlib import Path
@@ -11,7 +12,7 @@ from wikiluigi.convert import summary
 from wikiluigi.errors import WikiluigiError
 from wikiluigi.sources import derived, dumpsplit, wikifolder
 from wikiluigi.sources.derive import refuse_shared_files, resolve_manifest
-from wikiluigi.sources.dump import multistream_index
+from wikiluigi.sources.dump import is_compressed, multistream_index
 from wikiluigi.sources.fetch import fetch_pages, pages_to_fetch
 from wikiluigi.sources.manifest import fingerprint, load as load_manifest, source_of
 from wikiluigi.sources.source import (dump_stamp, forget_dump_misses, full_source_of, host_of, open_chunk_source,
@@ -64,17 +65,10 @@ class DeriveManifest(UsesTheApi, ManifestTask):
         manifest = self.load_manifest()
         source_record = full_source_of(manifest)
         with open_source(source_record) as source:
-            spool = self._spool(manifest, source_record)
-            if spool:
-                source.spool = spool
-            try:
+            with self._spool(manifest, source_record) as spool:
+                if spool is not None:
+                    source.spool = spool
                 resolution = resolve_manifest(source, manifest, progress=self.report)
-            except BaseException:
-                if spool:
-                    spool.discard()
-                raise
-            if spool:
-                spool.finish(dump_stamp(manifest.dump))
             titles, offsets = resolution.titles, None
             if source_record.get("index"):
                 self.report(0, 1, f"looking up {len(titles)} pages in {source.index.name}")
@@ -96,13 +90,12 @@ class DeriveManifest(UsesTheApi, ManifestTask):
             forget_dump_misses(result.host, source_record["dump"])  # read another way now: look them up again
         self.report(1, 1, f"{len(titles)} pages in {result.chunk_count} chunks")
 
-    def _spool(self, manifest, source_record: dict) -> "dumpsplit.Spool | None":
-        """For an all_pages manifest of a compressed dump read from its start, a spool of the pass's pages:
-        SplitDump then reads them instead of decompressing the dump a second time."""
-        if not (manifest.all_pages and plain_dump_recorded(source_record)
-                and Path(source_record["dump"]).suffix in (".bz2", ".gz", ".xz")):
-            return None
-        return dumpsplit.Spool(self.manifest, manifest.namespaces)
+    def _spool(self, manifest, source_record: dict):
+        """For an all_pages manifest of a compressed dump read from its start, a spool of the pass's pages
+        (SplitDump then reads them instead of decompressing the dump a second time); else no spool (None)."""
+        if not (manifest.all_pages and plain_dump_recorded(source_record) and is_compressed(manifest.dump)):
+            return contextlib.nullcontext()
+        return dumpsplit.Spool(self.manifest, manifest.namespaces, dump_stamp(manifest.dump))
 
     def recorded_source(self) -> dict | None:
         """The source the derived manifest on disk recorded, if there is one that reads."""
