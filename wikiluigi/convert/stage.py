@@ -255,8 +255,7 @@ def process_pages(host: str, titles: list[str], options, budget=None,
             report.failed[title] = (f"the raw page is not valid UTF-8 (byte {error.start}): "
                                     "delete it to fetch it again")
     engine, done = engine_setting(), 0
-    with contextlib.ExitStack() as stack:
-        engines = stack.enter_context(pagefiles.LineLog(engines_log(stage_dir))) if pages else None
+    with pagefiles.LineLog(engines_log(stage_dir)) if pages else contextlib.nullcontext() as engines:
         for batch in convert_batches(pages, engine):
             results = convert_within_budget(batch, options, budget or Budget(), engine)
             done += len(batch)
