@@ -90,16 +90,20 @@ class Spool:
     else its temporary file goes (a spool never finished is no spool)."""
 
     def __init__(self, manifest: str, namespaces, dump_stamp: str):
-        self.manifest, self.namespaces, self.dump_stamp = manifest, frozenset(namespaces), dump_stamp
-        target = folder(manifest)
-        durable.make_folder(target)
-        (target / SPOOL_RECORD).unlink(missing_ok=True)  # (the record first: a spool without one is none)
-        (target / SPOOL).unlink(missing_ok=True)
-        pagefiles.remove_stale_temporaries(target)  # (a spool or split of a killed run)
-        self.temporary = pagefiles.temporary_name(target / SPOOL)
-        self.out = open(self.temporary, "xb")
+        self.namespaces, self.dump_stamp = frozenset(namespaces), dump_stamp
+        self.path = folder(manifest) / SPOOL
         self.buffer: list[bytes] = []
         self.size = 0
+
+    def __enter__(self) -> "Spool":
+        target = self.path.parent
+        durable.make_folder(target)
+        (target / SPOOL_RECORD).unlink(missing_ok=True)  # (the record first: a spool without one is none)
+        self.path.unlink(missing_ok=True)
+        pagefiles.remove_stale_temporaries(target)  # (a spool or split of a killed run)
+        self.file = pagefiles.open_atomic(self.path)
+        self.out = self.file.__enter__()
+        return self
 
     def add(self, page) -> None:
         if page.ns in self.namespaces and not page.is_redirect:
@@ -113,26 +117,18 @@ class Spool:
         self.out.write(gzip.compress(b"".join(self.buffer), compresslevel=1, mtime=0))
         self.buffer, self.size = [], 0
 
-    def __enter__(self) -> "Spool":
-        return self
-
-    def __exit__(self, error_type, *error) -> None:
-        try:
-            if error_type is None:
-                self._finish()
-        finally:
-            self.out.close()
-            self.temporary.unlink(missing_ok=True)
-
-    def _finish(self) -> None:
-        """The spool on disk under its name, then its record (the dump it was read from, its size)."""
-        self._flush()
-        self.out.close()
-        durable.sync_file(self.temporary)
-        spool = folder(self.manifest) / SPOOL
-        os.replace(self.temporary, spool)
-        durable.sync_folder(spool.parent)
-        pagefiles.write_json(spool.parent / SPOOL_RECORD, {"dump_stamp": self.dump_stamp, "size": _size(spool)})
+    def __exit__(self, *error) -> None:
+        """The spool on disk under its name (open_atomic), then its record: the dump it was read from, its size."""
+        if error[0] is None:
+            try:
+                self._flush()
+            except BaseException as failed:
+                self.file.__exit__(type(failed), failed, failed.__traceback__)
+                raise
+        self.file.__exit__(*error)
+        if error[0] is None:
+            pagefiles.write_json(self.path.parent / SPOOL_RECORD,
+                                 {"dump_stamp": self.dump_stamp, "size": _size(self.path)})
 
 
 def _spooled_pages(derived: Derived) -> Iterator | None:
