@@ -36,6 +36,9 @@ def folder(corpus_dir, model_dir) -> Path:
     return Path(corpus_dir) / FOLDER / Path(model_dir).name
 
 
+ITEM_BYTES = {"uint16": 2, "uint32": 4}  # the dtypes written, and the bytes of an id in each
+
+
 def dtype_for(n_vocab: int) -> str:
     return "uint16" if n_vocab <= 1 << 16 else "uint32"
 
@@ -89,7 +92,7 @@ def problem(corpus_dir, model_dir) -> str | None:
                       ("trainingset", "another build of the training set")):
         if info.get(key) != want[key]:
             return f"{target / INFO} is of {what} than {Path(corpus_dir).name} and {Path(model_dir).name} now"
-    itemsize = {"uint16": 2, "uint32": 4}.get(info.get("dtype"))
+    itemsize = ITEM_BYTES.get(info.get("dtype"))
     if itemsize is None:
         return f"{target / INFO} names no dtype wikiluigi writes ({info.get('dtype')!r})"
     for side, _, name in SIDES:
@@ -215,7 +218,7 @@ def write_tokens(corpus_dir, model_dir, *, workers: int | None = None, progress=
                     done += size
                     if progress is not None:
                         progress(done, total)
-        info[side] = {"tokens": count // (2 if dtype == "uint16" else 4),
+        info[side] = {"tokens": count // ITEM_BYTES[dtype],
                       "pages": (stats.get(side) or {}).get("pages"), "bytes": count}
     pagefiles.write_json(target / INFO, info)
     corpus.record_tokens(corpus_dir, model_dir.name, info["train"]["tokens"])
